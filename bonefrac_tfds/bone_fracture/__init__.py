@@ -1,0 +1,1 @@
+"""The `bone_fracture` dataset (`tfds new` layout)."""

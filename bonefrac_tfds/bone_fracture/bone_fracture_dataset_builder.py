@@ -1,0 +1,123 @@
+"""bone_fracture: fractured / not fractured bone radiographs (synthetic, or a Kaggle download)."""
+
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from bonefrac_tfds.bone_fracture import build_report
+from bonefrac_tfds.bone_fracture import image_files
+from bonefrac_tfds.bone_fracture import layout
+from bonefrac_tfds.bone_fracture import parallel
+from bonefrac_tfds.bone_fracture import synthetic
+
+LABEL_NAMES = ["not_fractured", "fractured"]  # 1 = fractured, the positive finding
+SYNTHETIC_SEED = 1_2026_1126  # part of version 1.0.0: changing it changes the data
+SYNTHETIC_SPLITS = (("train", 1600), ("validation", 200), ("test", 200))
+SPLIT_INDEX = {"train": 0, "validation": 1, "test": 2}  # seeds the synthetic splits apart
+
+
+@dataclasses.dataclass(eq=False)
+class BoneFractureConfig(tfds.core.BuilderConfig):
+  """`synthetic_splits`: (split, number of examples) pairs, for the synthetic source only."""
+
+  synthetic_splits: Optional[Tuple[Tuple[str, int], ...]] = None
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for bone_fracture."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release: synthetic and kaggle configs."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = layout.EXPECTED_TREE
+  BUILDER_CONFIGS = [
+      BoneFractureConfig(
+          name="synthetic", synthetic_splits=SYNTHETIC_SPLITS,
+          description="Generated radiograph-like images, balanced, 480-620 px; no download."),
+      BoneFractureConfig(
+          name="kaggle",
+          description="A Kaggle download (split/class/*.jpg) read from --manual_dir, checked "
+                      "file by file; undecodable files are skipped and listed."),
+  ]
+  DEFAULT_BUILDER_CONFIG_NAME = "synthetic"
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 1)),
+            "label": tfds.features.ClassLabel(names=LABEL_NAMES),
+            "filename": tfds.features.Text(),
+        }),
+        supervised_keys=("image", "label"),
+        homepage="https://www.kaggle.com/datasets/bmadushanirodrigo/fracture-multi-region-x-ray-data",
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    if self.builder_config.synthetic_splits:
+      self._report = build_report.BuildReport(self.builder_config.name)
+      return {split: self._generate_examples(split, n=n)
+              for split, n in self.builder_config.synthetic_splits}
+    found = layout.find_layout(self._manual_dir(dl_manager))
+    self._report = build_report.BuildReport(self.builder_config.name, found.ignored)
+    return {split: self._generate_examples(split, entries=entries)
+            for split, entries in found.splits.items()}
+
+  def _manual_dir(self, dl_manager):
+    # TFDS's own check says "does not exist or is empty" without telling which, nor what it
+    # found; `layout.find_layout` says both, so it gets the directory even when TFDS objects.
+    try:
+      return dl_manager.manual_dir
+    except AssertionError:
+      return dl_manager._manual_dir  # pylint: disable=protected-access
+
+  def _generate_examples(self, split: str, *, n: int = 0, entries=None):
+    """Yields `n` synthetic examples, or the usable images among the Kaggle `entries`."""
+    if entries is None:
+      yield from self._generate_synthetic(split, n)
+    else:
+      yield from self._generate_kaggle(split, entries)
+
+  def _generate_synthetic(self, split: str, n: int):
+    """Yields `n` generated examples: half fractured, in a seeded random order."""
+    split_index = SPLIT_INDEX[split]
+    labels = np.random.default_rng([SYNTHETIC_SEED, split_index]).permutation(np.arange(n) % 2)
+
+    def make(i):
+      seed = [SYNTHETIC_SEED, split_index, i]
+      return synthetic.encode_jpeg(synthetic.generate_radiograph(seed, bool(labels[i])).image)
+
+    kept = {0: 0, 1: 0}
+    for i, jpeg in enumerate(parallel.ordered_map(make, range(n))):
+      label = int(labels[i])
+      filename = f"{LABEL_NAMES[label]}/{i:05d}.jpg"
+      kept[label] += 1
+      yield f"{split}/{filename}", {"image": jpeg, "label": label, "filename": filename}
+    self._finish_split(split, kept, skipped=[])
+
+  def _generate_kaggle(self, split: str, entries):
+    """Yields every decodable image of one split; skipped files go to the build report."""
+    kept, skipped = {0: 0, 1: 0}, []
+    for entry, (stored, rejected) in zip(entries, parallel.ordered_map(_check, entries)):
+      if rejected is not None:
+        skipped.append({"file": entry.key, "reason": rejected.reason, "detail": rejected.detail})
+        continue
+      kept[entry.label] += 1
+      yield entry.key, {"image": stored, "label": entry.label, "filename": entry.filename}
+    self._finish_split(split, kept, skipped)
+
+  def _finish_split(self, split: str, kept: Dict[int, int], skipped) -> None:
+    # Rewritten after every split, so the report is complete once the last split is done;
+    # `data_dir` is TFDS's temporary folder here, renamed into place when the build succeeds.
+    self._report.add_split(split, kept, skipped)
+    self._report.write(self.data_dir)
+
+
+def _check(entry: layout.Entry):
+  """(bytes to store, None) for a usable image, (None, ImageRejected) otherwise."""
+  try:
+    return image_files.prepare_for_storage(entry.path.read_bytes()), None
+  except image_files.ImageRejected as e:
+    return None, e
+  except OSError as e:  # unreadable: permissions, a broken link, a vanished file
+    return None, image_files.ImageRejected("unreadable", f"{type(e).__name__}: {e}")
