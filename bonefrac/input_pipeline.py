@@ -1,0 +1,128 @@
+"""tf.data input pipeline: TFDS -> decode -> resize -> uint8 grey -> cache -> shuffle -> batch -> prefetch."""
+
+from typing import Mapping, Optional, Union
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
+
+AUTOTUNE = tf.data.AUTOTUNE
+DatasetLike = Union[str, tfds.core.DatasetBuilder]
+
+
+def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
+  """The batch each replica gets; the global batch must split evenly over the replicas."""
+  if global_batch_size <= 0 or global_batch_size % num_replicas:
+    raise ValueError(f"--batch_size={global_batch_size} must be a positive multiple of the "
+                     f"{num_replicas} replicas in sync; try {max(1, global_batch_size // num_replicas) * num_replicas}.")
+  return global_batch_size // num_replicas
+
+
+JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg can decode at directly
+
+
+def jpeg_ratio_index(height, width, image_size: int):
+  """Index in JPEG_RATIOS of the largest downscale that keeps the short side >= image_size."""
+  short = tf.minimum(height, width)
+  index = tf.constant(0)
+  for i, r in enumerate(JPEG_RATIOS[1:], start=1):
+    index = tf.where(short // r >= image_size, i, index)
+  return index
+
+
+def decode_and_resize(encoded, image_size: int, *, keep_aspect: bool = False):
+  """Encoded JPEG or PNG bytes -> uint8 [image_size, image_size, 1] grey.
+
+  JPEGs much larger than the target are decoded at 1/2, 1/4 or 1/8 scale inside the JPEG
+  decoder (cheaper than decoding in full and resizing). The resize goes straight to a square,
+  like the original project, or pads to keep the aspect ratio.
+  """
+  def decode_jpeg():
+    shape = tf.image.extract_jpeg_shape(encoded)
+    # `ratio` is a graph attribute, not a tensor: one branch per ratio.
+    return tf.switch_case(jpeg_ratio_index(shape[0], shape[1], image_size), [
+        lambda r=r: tf.io.decode_jpeg(encoded, channels=1, ratio=r, dct_method="INTEGER_FAST")
+        for r in JPEG_RATIOS])
+
+  def decode_other():
+    return tf.io.decode_png(encoded, channels=1)
+
+  image = tf.cond(tf.io.is_jpeg(encoded), decode_jpeg, decode_other)
+  size = (image_size, image_size)
+  if keep_aspect:
+    image = tf.image.resize_with_pad(image, image_size, image_size, antialias=True)
+  else:
+    image = tf.image.resize(image, size, antialias=True)
+  image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+  return tf.ensure_shape(image, (image_size, image_size, 1))
+
+
+def balanced_example_weights(builder: tfds.core.DatasetBuilder, split: str) -> Mapping[int, float]:
+  """{label: weight} that makes both classes weigh the same in the loss (n / (2 n_label))."""
+  ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  counts = ds.map(lambda ex: tf.one_hot(ex["label"], 2)).reduce(tf.zeros(2), lambda a, b: a + b)
+  counts = counts.numpy()
+  return {label: float(counts.sum() / (2.0 * max(c, 1.0))) for label, c in enumerate(counts)}
+
+
+def create_dataset(dataset: DatasetLike, split: str, *, batch_size: int, image_size: int,
+                   training: bool, data_dir: Optional[str] = None,
+                   input_context: Optional[tf.distribute.InputContext] = None,
+                   cache: Optional[str] = "memory", seed: int = 0, repeat: bool = False,
+                   deterministic: Optional[bool] = None, keep_aspect: bool = False,
+                   example_weights: Optional[Mapping[int, float]] = None,
+                   shuffle_buffer: int = 20_000) -> tf.data.Dataset:
+  """A `tf.data.Dataset` of `(images, labels)` or, with `example_weights`, `(images, labels, weights)`.
+
+  Args:
+    dataset: a TFDS name such as "bone_fracture/synthetic", or a prepared builder.
+    split: TFDS split (slicing such as "train[:10%]" works).
+    batch_size: the global batch; each input pipeline batches its per-replica share.
+    image_size: side of the square uint8 grey images [batch, size, size, 1].
+    training: shuffle (seeded), drop the last partial batch; evaluation keeps every example.
+    data_dir: TFDS data dir (None: TFDS's default).
+    input_context: from `strategy.distribute_datasets_from_function`; shards the examples
+      evenly over the input pipelines.
+    cache: "memory" (default), a file path prefix for datasets larger than memory, or None.
+    seed: shuffle seed.
+    repeat: repeat forever (training with `steps_per_epoch`).
+    deterministic: element order; default True for evaluation, AUTOTUNE's choice in training.
+    keep_aspect: pad to a square instead of stretching.
+    example_weights: {label: weight} per-example loss weights (Keras' `class_weight` does not
+      work with distributed datasets); see `balanced_example_weights`.
+    shuffle_buffer: upper bound of the shuffle buffer (examples).
+  Returns:
+    Batched, prefetched dataset; labels are float32 (1.0 = fractured).
+  """
+  builder = dataset if isinstance(dataset, tfds.core.DatasetBuilder) else tfds.builder(dataset, data_dir=data_dir)
+  num_pipelines, pipeline_id, batch = 1, 0, batch_size
+  if input_context is not None:
+    num_pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    batch = per_replica_batch_size(batch_size, input_context.num_replicas_in_sync)
+  if num_pipelines > 1:  # by examples, not files: a small split may have one file only
+    split = tfds.even_splits(split, n=num_pipelines)[pipeline_id]
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={"image": tfds.decode.SkipDecoding()})
+  ds = ds.map(lambda ex: (decode_and_resize(ex["image"], image_size, keep_aspect=keep_aspect),
+                          tf.cast(ex["label"], tf.float32)), num_parallel_calls=AUTOTUNE)
+  if cache == "memory":
+    ds = ds.cache()
+  elif cache:
+    ds = ds.cache(cache)
+  if repeat:
+    ds = ds.repeat()
+  if training:
+    ds = ds.shuffle(min(shuffle_buffer, _num_examples(builder, split)), seed=seed,
+                    reshuffle_each_iteration=True)
+  if example_weights is not None:
+    table = tf.constant([example_weights.get(0, 1.0), example_weights.get(1, 1.0)], tf.float32)
+    ds = ds.map(lambda x, y: (x, y, tf.gather(table, tf.cast(y, tf.int32))))
+  ds = ds.batch(batch, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = (not training) if deterministic is None else deterministic
+  return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  return max(1, int(builder.info.splits[split].num_examples))

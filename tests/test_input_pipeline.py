@@ -1,0 +1,131 @@
+"""The tf.data pipeline and the device-side preprocessing layers."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image
+
+import bonefrac_tfds
+from bonefrac import augment
+from bonefrac import input_pipeline
+from test_builder_testcase import TINY_SYNTHETIC
+
+SIZE = 48
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory):
+  b = bonefrac_tfds.BoneFracture(config=TINY_SYNTHETIC, data_dir=str(tmp_path_factory.mktemp("d")))
+  b.download_and_prepare()
+  return b
+
+
+def _labels(ds):
+  return np.concatenate([y.numpy() for _, y in ds])
+
+
+def test_shapes_dtypes_labels_and_batches(builder):
+  ds = input_pipeline.create_dataset(builder, "train", batch_size=4, image_size=SIZE, training=True)
+  batches = list(ds)
+  assert len(batches) == 1  # 6 examples, training drops the partial batch
+  images, labels = batches[0]
+  assert images.dtype == tf.uint8 and images.shape == (4, SIZE, SIZE, 1)
+  assert labels.dtype == tf.float32 and set(labels.numpy()) <= {0.0, 1.0}
+  evaluation = input_pipeline.create_dataset(builder, "train", batch_size=4, image_size=SIZE,
+                                             training=False)
+  assert [int(x.shape[0]) for x, _ in evaluation] == [4, 2]  # evaluation keeps every example
+  assert sorted(_labels(evaluation)) == [0, 0, 0, 1, 1, 1]
+
+
+def test_seeded_shuffle_is_deterministic(builder):
+  make = lambda seed: _labels(input_pipeline.create_dataset(
+      builder, "train", batch_size=2, image_size=SIZE, training=True, seed=seed, deterministic=True))
+  first = [tuple(make(1)) for _ in range(2)]
+  assert first[0] == first[1]
+
+
+def test_sharding_over_two_pipelines_covers_every_example_once(builder):
+  seen = []
+  for pipeline_id in range(2):
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
+                                         num_replicas_in_sync=2)
+    ds = input_pipeline.create_dataset(builder, "train", batch_size=2, image_size=SIZE,
+                                       training=False, input_context=context)
+    for images, _ in ds:
+      assert images.shape[0] <= 1  # per-replica batch = 2 // 2
+      seen += [hash(im.numpy().tobytes()) for im in images]
+  assert len(seen) == 6 and len(set(seen)) == 6
+
+
+def test_global_batch_must_split_over_replicas():
+  with pytest.raises(ValueError, match="multiple of the 4 replicas"):
+    input_pipeline.per_replica_batch_size(6, 4)
+
+
+def test_example_weights(builder):
+  weights = input_pipeline.balanced_example_weights(builder, "train")
+  assert weights == {0: 1.0, 1: 1.0}  # the synthetic splits are balanced
+  ds = input_pipeline.create_dataset(builder, "train", batch_size=6, image_size=SIZE,
+                                     training=False, example_weights={0: 0.5, 1: 2.0})
+  _, labels, w = next(iter(ds))
+  assert np.array_equal(w.numpy(), np.where(labels.numpy() == 1, 2.0, 0.5))
+
+
+def _jpeg(array):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format="JPEG", quality=95)
+  return buffer.getvalue()
+
+
+def _png(array):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize("encode", [_jpeg, _png])
+def test_decode_and_resize_eagerly_and_inside_dataset_map(encode):
+  y, x = np.mgrid[0:480, 0:400]
+  source = ((x + y) % 256).astype(np.uint8)  # smooth ramp: resize methods agree on it
+  data = encode(source)
+  eager = input_pipeline.decode_and_resize(tf.constant(data), 64).numpy()
+  mapped = next(iter(tf.data.Dataset.from_tensors(data).map(
+      lambda b: input_pipeline.decode_and_resize(b, 64)))).numpy()
+  assert eager.shape == (64, 64, 1) and eager.dtype == np.uint8
+  assert np.array_equal(eager, mapped)
+  reference = np.asarray(Image.fromarray(source).resize((64, 64), Image.BILINEAR), dtype=np.float32)
+  assert np.abs(eager[..., 0] - reference).mean() < 12
+
+
+def test_jpeg_ratio_keeps_the_short_side_above_the_target():
+  ratios = [input_pipeline.JPEG_RATIOS[int(input_pipeline.jpeg_ratio_index(h, w, 224))] for h, w in
+            [(500, 600), (448, 1000), (1800, 2000), (100, 100)]]
+  assert ratios == [2, 2, 8, 1]
+
+
+def test_keep_aspect_pads():
+  source = np.full((100, 200), 200, np.uint8)
+  out = input_pipeline.decode_and_resize(tf.constant(_png(source)), 50, keep_aspect=True).numpy()
+  assert out[0, 25, 0] == 0 and out[25, 25, 0] == 200  # black bars above and below
+
+
+def test_grey_to_rgb_and_both_normalisations():
+  grey = np.array([[[[0], [128], [255]]]], np.uint8)  # [1, 1, 3, 1]
+  cnn = augment.create_preprocessing("cnn")(grey, training=False).numpy()
+  assert cnn.shape == (1, 1, 3, 3)
+  assert np.allclose(cnn[0, 0, :, 0], [0, 128 / 255, 1]) and np.allclose(cnn[..., 0], cnn[..., 2])
+  vgg = augment.create_preprocessing("vgg16")(grey, training=False).numpy()
+  means_bgr = np.array([103.939, 116.779, 123.68])  # caffe mode: BGR order, ImageNet means
+  assert np.allclose(vgg[0, 0, 1], 128 - means_bgr, atol=1e-3)
+  assert np.allclose(vgg[0, 0, 2], 255 - means_bgr, atol=1e-3)
+
+
+def test_augmentation_in_training_only():
+  images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1)).astype(np.uint8)
+  model = augment.create_preprocessing("cnn", augment=augment.AugmentConfig(), seed=1)
+  plain = augment.create_preprocessing("cnn")
+  assert np.allclose(model(images, training=False), plain(images, training=False))
+  assert not np.allclose(model(images, training=True), plain(images, training=False))
