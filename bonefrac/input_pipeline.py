@@ -34,28 +34,32 @@ def jpeg_ratio_index(height, width, image_size: int):
 def decode_and_resize(encoded, image_size: int, *, keep_aspect: bool = False):
   """Encoded JPEG or PNG bytes -> uint8 [image_size, image_size, 1] grey.
 
-  JPEGs much larger than the target are decoded at 1/2, 1/4 or 1/8 scale inside the JPEG
-  decoder (cheaper than decoding in full and resizing). The resize goes straight to a square,
-  like the original project, or pads to keep the aspect ratio.
+  JPEGs are decoded at 1/2, 1/4 or 1/8 scale inside the JPEG decoder when that still leaves
+  the short side at least `image_size`; what remains is a downscale under 2x, for which plain
+  bilinear resizing does not alias. PNGs (no such decoder option) get an antialiased resize.
+  The resize goes straight to a square, like the original project, or pads to keep the
+  aspect ratio.
   """
   def decode_jpeg():
     shape = tf.image.extract_jpeg_shape(encoded)
     # `ratio` is a graph attribute, not a tensor: one branch per ratio.
-    return tf.switch_case(jpeg_ratio_index(shape[0], shape[1], image_size), [
+    image = tf.switch_case(jpeg_ratio_index(shape[0], shape[1], image_size), [
         lambda r=r: tf.io.decode_jpeg(encoded, channels=1, ratio=r, dct_method="INTEGER_FAST")
         for r in JPEG_RATIOS])
+    return _resize(image, image_size, keep_aspect, antialias=False)
 
-  def decode_other():
-    return tf.io.decode_png(encoded, channels=1)
+  def decode_png():
+    return _resize(tf.io.decode_png(encoded, channels=1), image_size, keep_aspect, antialias=True)
 
-  image = tf.cond(tf.io.is_jpeg(encoded), decode_jpeg, decode_other)
-  size = (image_size, image_size)
-  if keep_aspect:
-    image = tf.image.resize_with_pad(image, image_size, image_size, antialias=True)
-  else:
-    image = tf.image.resize(image, size, antialias=True)
+  image = tf.cond(tf.io.is_jpeg(encoded), decode_jpeg, decode_png)
   image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
   return tf.ensure_shape(image, (image_size, image_size, 1))
+
+
+def _resize(image, image_size: int, keep_aspect: bool, *, antialias: bool):
+  if keep_aspect:
+    return tf.image.resize_with_pad(image, image_size, image_size, antialias=antialias)
+  return tf.image.resize(image, (image_size, image_size), antialias=antialias)
 
 
 def balanced_example_weights(builder: tfds.core.DatasetBuilder, split: str) -> Mapping[int, float]:

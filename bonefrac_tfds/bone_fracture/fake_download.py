@@ -2,7 +2,7 @@
 
 For tests, the builder's `dummy_data/` and benchmarks: no download needed.
 
-  python -m bonefrac_tfds.bone_fracture.fake_download DIR --per_class 1000 [--side 96] [--no_quirks]
+  python -m bonefrac_tfds.bone_fracture.fake_download DIR --per_class 1000 [--side 96] [--rgb] [--no_quirks]
 """
 
 import argparse
@@ -31,13 +31,15 @@ JUNK = (".DS_Store", "Thumbs.db", "desktop.ini")
 
 
 def write_kaggle_tree(root, per_class: Dict[str, int], *, side: Optional[int] = None,
-                      quirks: bool = True, seed: int = 0) -> Path:
+                      rgb: bool = False, quirks: bool = True, seed: int = 0) -> Path:
   """Writes `root/WRAPPER/WRAPPER/{train,val,test}/{fractured,not fractured}/*.jpg`.
 
   Args:
     root: the folder to write into (the future --manual_dir).
     per_class: {split: plain JPEG images per class}; a split that is missing is not written.
     side: downscale images so that their longer side is `side` px (small trees for tests).
+    rgb: save the plain images as 3-channel (YCbCr) JPEGs of the grey picture, as many
+      downloaded radiographs are; otherwise as 1-channel grey JPEGs.
     quirks: add the odd-but-valid images, the bad files and the junk of real downloads.
     seed: which synthetic images to draw.
   Returns:
@@ -50,7 +52,7 @@ def write_kaggle_tree(root, per_class: Dict[str, int], *, side: Optional[int] = 
       (data / SPLIT_FOLDERS[split] / folder).mkdir(parents=True, exist_ok=True)
       jobs += [(data / SPLIT_FOLDERS[split] / folder / f"{i}.jpg", [seed, s_index, label, i], label)
                for i in range(n)]
-  for _ in parallel.ordered_map(lambda job: _write_plain(*job, side=side), jobs):
+  for _ in parallel.ordered_map(lambda job: _write_plain(*job, side=side, rgb=rgb), jobs):
     pass
   if quirks:
     for s_index, split in enumerate(sorted(per_class)):
@@ -60,9 +62,12 @@ def write_kaggle_tree(root, per_class: Dict[str, int], *, side: Optional[int] = 
   return data
 
 
-def _write_plain(path: Path, seed, label: int, *, side: Optional[int]) -> None:
+def _write_plain(path: Path, seed, label: int, *, side: Optional[int], rgb: bool) -> None:
   image = _radiograph(seed, label, side)
-  path.write_bytes(synthetic.encode_jpeg(np.asarray(image)))
+  if rgb:
+    image.convert("RGB").save(path, format="JPEG", quality=synthetic.JPEG_QUALITY)
+  else:
+    path.write_bytes(synthetic.encode_jpeg(np.asarray(image)))
 
 
 def _radiograph(seed, label: int, side: Optional[int]) -> Image.Image:
@@ -128,11 +133,12 @@ def main(argv=None) -> None:
   parser.add_argument("root", help="folder to write the tree into (the future --manual_dir)")
   parser.add_argument("--per_class", type=int, default=1000, help="train images per class")
   parser.add_argument("--side", type=int, default=None, help="downscale to this longer side")
+  parser.add_argument("--rgb", action="store_true", help="3-channel JPEGs of the grey pictures")
   parser.add_argument("--no_quirks", action="store_true", help="only plain JPEGs")
   args = parser.parse_args(argv)
   small = max(1, args.per_class // 8)
   data = write_kaggle_tree(args.root, {"train": args.per_class, "validation": small, "test": small},
-                           side=args.side, quirks=not args.no_quirks)
+                           side=args.side, rgb=args.rgb, quirks=not args.no_quirks)
   print(f"wrote {data}")
 
 

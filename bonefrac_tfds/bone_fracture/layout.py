@@ -54,9 +54,10 @@ class Entry:
 
 @dataclasses.dataclass
 class Layout:
-  """The download: candidate images per split, and files or folders passed over (path, why)."""
+  """The download: split folders, candidate images per split, files passed over (path, why)."""
 
   root: epath.Path
+  split_dirs: Dict[str, epath.Path]
   splits: Dict[str, List[Entry]]
   ignored: List[Tuple[str, str]]
 
@@ -77,7 +78,7 @@ def find_layout(manual_dir: epath.PathLike) -> Layout:
     raise LayoutError(f"--manual_dir {manual_dir} does not exist or is not a directory.\n"
                       f"Expected:\n{EXPECTED_TREE}")
   split_dirs = _find_split_dirs(manual_dir)
-  layout = Layout(root=manual_dir, splits={}, ignored=[])
+  layout = Layout(root=manual_dir, split_dirs=split_dirs, splits={}, ignored=[])
   for split, split_dir in sorted(split_dirs.items()):
     layout.splits[split] = _list_split(manual_dir, split_dir, layout.ignored)
   return layout
