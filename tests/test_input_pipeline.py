@@ -129,3 +129,34 @@ def test_augmentation_in_training_only():
   plain = augment.create_preprocessing("cnn")
   assert np.allclose(model(images, training=False), plain(images, training=False))
   assert not np.allclose(model(images, training=True), plain(images, training=False))
+
+
+def test_file_cache_gives_the_same_examples(builder, tmp_path):
+  make = lambda cache: np.concatenate([x.numpy() for x, _ in input_pipeline.create_dataset(
+      builder, "train", batch_size=3, image_size=SIZE, training=False, cache=cache)])
+  assert np.array_equal(make(str(tmp_path / "cache")), make(None))
+  assert list(tmp_path.glob("cache*"))  # the cache files were written
+
+
+def test_preprocessing_stays_float32_under_mixed_precision():
+  import keras
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    layer = augment.create_preprocessing("vgg16", augment=augment.AugmentConfig(), seed=0)
+    out = layer(np.full((1, 32, 32, 1), 200, np.uint8), training=True)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert out.dtype == "float32"
+
+
+def test_a_keras_model_trains_on_the_pipeline(builder):
+  import keras
+  train = input_pipeline.create_dataset(builder, "train", batch_size=2, image_size=32,
+                                        training=True)
+  inputs = keras.Input((32, 32, 1), dtype="uint8")
+  x = augment.create_preprocessing("cnn", augment=augment.AugmentConfig(), seed=0)(inputs)
+  x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
+  model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+  model.compile(optimizer="adam", loss="binary_crossentropy")
+  history = model.fit(train, epochs=1, verbose=0)
+  assert np.isfinite(history.history["loss"][0])
