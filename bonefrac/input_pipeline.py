@@ -8,18 +8,17 @@ import tensorflow_datasets as tfds
 import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
 
 AUTOTUNE = tf.data.AUTOTUNE
+JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg can decode at directly
 DatasetLike = Union[str, tfds.core.DatasetBuilder]
 
 
 def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
   """The batch each replica gets; the global batch must split evenly over the replicas."""
   if global_batch_size <= 0 or global_batch_size % num_replicas:
+    nearest = max(1, global_batch_size // num_replicas) * num_replicas
     raise ValueError(f"--batch_size={global_batch_size} must be a positive multiple of the "
-                     f"{num_replicas} replicas in sync; try {max(1, global_batch_size // num_replicas) * num_replicas}.")
+                     f"{num_replicas} replicas in sync; try {nearest}.")
   return global_batch_size // num_replicas
-
-
-JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg can decode at directly
 
 
 def jpeg_ratio_index(height, width, image_size: int):
@@ -99,7 +98,8 @@ def create_dataset(dataset: DatasetLike, split: str, *, batch_size: int, image_s
   Returns:
     Batched, prefetched dataset; labels are float32 (1.0 = fractured).
   """
-  builder = dataset if isinstance(dataset, tfds.core.DatasetBuilder) else tfds.builder(dataset, data_dir=data_dir)
+  builder = (dataset if isinstance(dataset, tfds.core.DatasetBuilder)
+             else tfds.builder(dataset, data_dir=data_dir))
   num_pipelines, pipeline_id, batch = 1, 0, batch_size
   if input_context is not None:
     num_pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id

@@ -68,9 +68,10 @@ def decode_grey(data: bytes) -> Tuple[np.ndarray, Image.Image]:
   _check_size(*image.size)
   try:
     image.load()  # a truncated file fails here ("image file is truncated")
+    # A mode that converts badly must cost one file, never the whole build.
+    return _to_grey(image), image
   except Exception as e:
     raise ImageRejected("undecodable", f"{type(e).__name__}: {e}") from None
-  return _to_grey(image), image
 
 
 def prepare_for_storage(data: bytes) -> bytes:

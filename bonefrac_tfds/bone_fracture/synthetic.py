@@ -141,7 +141,8 @@ def _expose(rng, attenuation, xx, yy):
   signal = 1.0 - np.exp(-attenuation)
   tilt_x, tilt_y = (float(v) for v in rng.uniform(-0.08, 0.08, size=2))
   heel = 1.0 + tilt_x * (xx / width - 0.5) + tilt_y * (yy / height - 0.5)
-  offset, gain, gamma, mottle, noise = (float(v) for v in rng.uniform([5, 170, 0.75, 2, 2], [45, 240, 1.3, 10, 7]))
+  offset, gain, gamma, mottle, noise = (
+      float(v) for v in rng.uniform([5, 170, 0.75, 2, 2], [45, 240, 1.3, 10, 7]))
   grey = offset + gain * (signal ** gamma) * heel
   grey += _mottle(rng, height, width) * mottle
   grey += rng.standard_normal(size=grey.shape, dtype=np.float32) * noise
