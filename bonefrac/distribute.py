@@ -61,9 +61,9 @@ def _communication_options(all_reduce: str, gpus) -> tf.distribute.experimental.
 
 
 def choose_precision(name: str) -> str:
-  """Resolves `auto`: float32 on CPUs (measured fastest there, see BUILD_NOTES.md),
-  mixed_bfloat16 on GPUs of compute capability 8 or more (no loss scaling needed),
-  mixed_float16 on older GPUs with tensor cores (7.x), float32 below that."""
+  """Resolves `auto`: float32 on CPUs (bfloat16 is no faster there and float16 is far slower,
+  see BUILD_NOTES.md), mixed_bfloat16 on GPUs of compute capability 8 or more (no loss
+  scaling needed), mixed_float16 on older GPUs with tensor cores (7.x), float32 below that."""
   if name not in PRECISIONS:
     raise ValueError(f"--precision={name} is not one of {', '.join(PRECISIONS)}")
   if name != "auto":
