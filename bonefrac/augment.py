@@ -83,15 +83,14 @@ def create_augmentation(config: AugmentConfig = AugmentConfig(), *, seed=None) -
   return keras.Sequential(augmentations, name="augmentation")
 
 
-def create_preprocessing(normalisation: str, *, augment: AugmentConfig = None, seed=None,
-                         image_size=None) -> keras.Sequential:
+def create_preprocessing(normalisation: str, *, augment: AugmentConfig = None,
+                         seed=None) -> keras.Sequential:
   """uint8 grey [b, h, w, 1] -> normalised float32 RGB [b, h, w, 3], augmented when training.
 
   Everything here computes in float32, also under a mixed-precision policy: augmentation and
   mean subtraction on 0-255 values lose precision in float16.
   """
-  stack = [layers.Input((image_size, image_size, 1), dtype="uint8")] if image_size else []
-  stack.append(ToFloat(name="to_float", dtype=F32))
+  stack = [ToFloat(name="to_float", dtype=F32)]
   if augment is not None:
     stack.append(create_augmentation(augment, seed=seed))
   stack += [GreyToRGB(name="grey_to_rgb", dtype=F32),

@@ -32,13 +32,19 @@ def _decoded_or_none(entry):
     return None
 
 
+def build_kaggle(manual_dir, data_dir) -> tfds.core.DatasetBuilder:
+  """The kaggle config of `manual_dir`, built into `data_dir` unless it is already there."""
+  builder = bonefrac_tfds.BoneFracture(config="kaggle", data_dir=str(data_dir))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+  return builder
+
+
 def time_build(manual_dir) -> float:
   """Seconds for a complete `kaggle` build of `manual_dir` into a fresh data_dir."""
   with tempfile.TemporaryDirectory() as data_dir:
-    builder = bonefrac_tfds.BoneFracture(config="kaggle", data_dir=data_dir)
     start = time.perf_counter()
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+    build_kaggle(manual_dir, data_dir)
     return time.perf_counter() - start
 
 

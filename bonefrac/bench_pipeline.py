@@ -18,19 +18,11 @@ import psutil
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import bonefrac_tfds
+from bonefrac import bench_build
 from bonefrac import input_pipeline
 from bonefrac_tfds.bone_fracture import layout
 
 IMAGE_SIZE, BATCH = 224, 32  # the original project's setting
-
-
-def prepare_dataset(manual_dir, data_dir) -> tfds.core.DatasetBuilder:
-  """The kaggle config of `manual_dir`, built into `data_dir` unless it is already there."""
-  builder = bonefrac_tfds.BoneFracture(config="kaggle", data_dir=str(data_dir))
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
-  return builder
 
 
 def time_pass(batches) -> tuple:
@@ -86,7 +78,7 @@ def time_ours(builder, steady_epochs: int) -> dict:
 def bench_pipeline(manual_dir, data_dir, *, repeats: int = 2, steady_epochs: int = 20,
                    which=("seed", "keras_ifd", "decode_only", "ours")) -> dict:
   """Median images/s of each loader over `repeats` interleaved rounds, and the ratios."""
-  builder = prepare_dataset(manual_dir, data_dir)
+  builder = bench_build.build_kaggle(manual_dir, data_dir)
   found = layout.find_layout(manual_dir)
   train, train_dir = found.splits["train"], found.split_dirs["train"]
   loaders = {"decode_only": lambda: decode_only(builder), "seed": lambda: seed_loader(train),
