@@ -33,15 +33,15 @@ def time_pass(batches) -> tuple:
   return time.perf_counter() - start, images
 
 
-def seed_loader(entries):
+def seed_loader(entries, *, image_size: int = IMAGE_SIZE, batch_size: int = BATCH):
   """The original loader; one pass is `len(generator)` batches (it loops forever)."""
   import pandas as pd  # the `bench` extra
   from tf_keras.preprocessing.image import ImageDataGenerator
   frame = pd.DataFrame({"image": [str(e.path) for e in entries],
                         "label": [str(e.label) for e in entries]})
   generator = ImageDataGenerator(rescale=1 / 255).flow_from_dataframe(
-      frame, x_col="image", y_col="label", target_size=(IMAGE_SIZE, IMAGE_SIZE),
-      batch_size=BATCH, class_mode="binary", shuffle=True)
+      frame, x_col="image", y_col="label", target_size=(image_size, image_size),
+      batch_size=batch_size, class_mode="binary", shuffle=True)
   return (generator[i] for i in range(len(generator)))
 
 

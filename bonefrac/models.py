@@ -40,7 +40,7 @@ def create_cnn(config: ModelConfig = ModelConfig(), *, seed=None) -> keras.Model
     x = layers.MaxPooling2D()(x)
     if drop:
       x = layers.Dropout(drop)(x)
-  return keras.Model(inputs, _head(x, config), name="cnn")
+  return keras.Model(inputs, head(x, config), name="cnn")
 
 
 def create_vgg16(config: ModelConfig = ModelConfig(), *, weights="imagenet",
@@ -51,7 +51,7 @@ def create_vgg16(config: ModelConfig = ModelConfig(), *, weights="imagenet",
                                   input_shape=(config.image_size, config.image_size, 3))
   base.trainable = False
   x = base(x, training=False)  # frozen batch-norm-free base: inference mode throughout
-  return keras.Model(inputs, _head(x, config), name="vgg16")
+  return keras.Model(inputs, head(x, config), name="vgg16")
 
 
 def unfreeze_top_block(model: keras.Model) -> int:
@@ -74,7 +74,8 @@ def _inputs_and_preprocessing(config: ModelConfig, normalisation: str, seed):
   return inputs, x
 
 
-def _head(x, config: ModelConfig):
+def head(x, config: ModelConfig):
+  """Pooling (or Flatten), the dense layers with dropout, and the float32 sigmoid output."""
   if config.pooling not in POOLINGS:
     raise ValueError(f"pooling {config.pooling!r} is not one of {POOLINGS}")
   x = {"flatten": layers.Flatten, "max": layers.GlobalMaxPooling2D,

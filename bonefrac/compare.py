@@ -1,0 +1,65 @@
+"""`python -m bonefrac.compare`: train both models under the same settings and tabulate them.
+
+Takes every flag of `bonefrac.train` (they are the shared settings) plus `--models`.
+"""
+
+import dataclasses
+import json
+import os
+
+from absl import flags
+
+from bonefrac import cli, distribute, train, train_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["cnn", "vgg16"], "The models to compare, trained one after the other.")
+
+COLUMNS = (("accuracy", "accuracy"), ("f1", "F1"), ("sensitivity", "sensitivity"),
+           ("specificity", "specificity"), ("auc", "AUC"), ("best_epoch", "epochs to best val AUC"),
+           ("train_images_per_second", "train images/s"), ("parameters", "parameters"),
+           ("wall_seconds", "wall s"))
+
+
+def comparison_rows(reports):
+  return [{"model": r["model"], **{key: r.get(key) for key, _ in COLUMNS}} for r in reports]
+
+
+def markdown_table(rows) -> str:
+  header = "| model | " + " | ".join(title for _, title in COLUMNS) + " |"
+  lines = [header, "|" + " --- |" * (len(COLUMNS) + 1)]
+  for row in rows:
+    cells = [_format(row[key]) for key, _ in COLUMNS]
+    lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _format(value) -> str:
+  if value is None:
+    return "-"
+  if isinstance(value, float):
+    return f"{value:.3f}" if value < 10 else f"{value:,.1f}"
+  return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+  unknown = sorted(set(FLAGS.models) - {"cnn", "vgg16"})
+  if unknown or not FLAGS.models:
+    raise cli.UserError(f"--models={','.join(FLAGS.models)}: choose from cnn,vgg16")
+  distribute.split_cpu(FLAGS.cpu_replicas)
+  base = train.config_from_flags()
+  reports = [train_lib.train(dataclasses.replace(base, model=name,
+                                                 workdir=os.path.join(base.workdir, name)))
+             for name in FLAGS.models]
+  rows = comparison_rows(reports)
+  with open(os.path.join(base.workdir, "comparison.json"), "w") as f:
+    json.dump(rows, f, indent=2)
+  table = markdown_table(rows)
+  with open(os.path.join(base.workdir, "comparison.md"), "w") as f:
+    f.write(table)
+  print(table)
+
+
+if __name__ == "__main__":
+  cli.run(main)
