@@ -22,9 +22,9 @@ BATCHES_CYCLED = 4
 
 def time_fit(model: keras.Model, data, steps: int, warmup_steps: int, batch_size: int) -> float:
   """Training images/s over `steps` steps after `warmup_steps` (tracing, compilation)."""
-  model.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
+  model.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0, shuffle=False)
   start = time.perf_counter()
-  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+  model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
   return steps * batch_size / (time.perf_counter() - start)
 
 
