@@ -28,19 +28,33 @@ class ModelConfig:
   pooling: str = "max"  # "flatten" is the original's; see BUILD_NOTES.md for why not by default
   augmentation: Optional[augment.AugmentConfig] = augment.AugmentConfig()
   bn_momentum: float = 0.9
+  # The CNN's trunk (see BUILD_NOTES.md, "The custom CNN's recipe", for the measurements):
+  stem_stride: int = 2  # the first conv strides: a quarter of the compute at 224 px
+  extra_convs: int = 1  # 3x3 convs after the last block: a receptive field wider than a bone
+  conv_dropout: float = 0.1  # after the second and third blocks (the original: the head's rate)
 
 
 def create_cnn(config: ModelConfig = ModelConfig(), *, seed=None) -> keras.Model:
   """The original custom CNN: conv 32 -> 64 -> 128 blocks (batch norm, max pool, dropout on
-  the last two), then the dense head."""
+  the last two), `extra_convs` more 3x3 convs at the last block's resolution, the dense head.
+
+  `stem_stride=1, extra_convs=0, pooling="flatten", conv_dropout=dropout` is the original.
+  """
   inputs, x = _inputs_and_preprocessing(config, "cnn", seed)
-  for filters, drop in ((32, 0.0), (64, config.dropout), (128, config.dropout)):
-    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
-    x = layers.BatchNormalization(momentum=config.bn_momentum)(x)
+  for i, filters in enumerate((32, 64, 128)):
+    x = _conv_bn(x, filters, config, strides=config.stem_stride if i == 0 else 1)
     x = layers.MaxPooling2D()(x)
-    if drop:
-      x = layers.Dropout(drop)(x)
+    if i and config.conv_dropout:
+      x = layers.Dropout(config.conv_dropout)(x)
+  for _ in range(config.extra_convs):
+    x = _conv_bn(x, 128, config)
   return keras.Model(inputs, head(x, config), name="cnn")
+
+
+def _conv_bn(x, filters: int, config: ModelConfig, strides: int = 1):
+  """Conv 3x3 + ReLU, then batch norm, in the original's order."""
+  x = layers.Conv2D(filters, 3, strides=strides, activation="relu", padding="same")(x)
+  return layers.BatchNormalization(momentum=config.bn_momentum)(x)
 
 
 def create_vgg16(config: ModelConfig = ModelConfig(), *, weights="imagenet",

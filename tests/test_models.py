@@ -15,11 +15,21 @@ def _trainable(model):
 
 def test_cnn_parameter_count():
   model = models.create_cnn(SMALL)
-  # conv 3x3: 3*32+... -> (27+1)*32 + (288+1)*64 + (576+1)*128 = 896 + 18,496 + 73,856
-  # batch norm gamma/beta trainable: 2*(32+64+128) = 448 (moving stats are not)
+  # conv 3x3: (27+1)*32 + (288+1)*64 + (576+1)*128 = 896 + 18,496 + 73,856, and the extra
+  # conv 128 -> 128: (1152+1)*128 = 147,584
+  # batch norm gamma/beta trainable: 2*(32+64+128+128) = 704 (moving stats are not)
   # head after global max pool (128): 128*16+16 + 16*8+8 + 8+1 = 2,064 + 136 + 9
-  assert _trainable(model) == 896 + 18_496 + 73_856 + 448 + 2_064 + 136 + 9
-  assert model.count_params() == _trainable(model) + 448
+  assert _trainable(model) == 896 + 18_496 + 73_856 + 147_584 + 704 + 2_064 + 136 + 9
+  assert model.count_params() == _trainable(model) + 704
+
+
+def test_cnn_original_configuration():
+  config = models.ModelConfig(image_size=64, pooling="flatten", stem_stride=1, extra_convs=0,
+                              augmentation=None)
+  model = models.create_cnn(config)
+  assert len([l for l in model.layers if isinstance(l, keras.layers.Conv2D)]) == 3
+  # 64 -> 32 -> 16 -> 8 after three 2x2 pools: Flatten gives 8*8*128 features
+  assert model.get_layer(index=-6).output.shape[-1] == 8 * 8 * 128
 
 
 def test_vgg16_base_is_frozen_and_top_block_unfreezes():

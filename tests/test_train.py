@@ -137,6 +137,13 @@ def test_mirrored_runs_two_cpu_replicas(small_data_dir, tmp_path):
                                "/job:localhost/replica:0/task:0/device:CPU:1"]
 
 
+def test_multi_worker_mirrored_runs_as_one_worker_without_tf_config(small_data_dir, tmp_path):
+  result = _cli("--strategy=multi_worker_mirrored", data_dir=small_data_dir, workdir=tmp_path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  report = json.loads((tmp_path / "report.json").read_text())
+  assert report["strategy"] == "CollectiveAllReduceStrategy" and report["replicas"] == 1
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--model=resnet", "--model=resnet"),
     ("--precision=float8", "--precision=float8"),
