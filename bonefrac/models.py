@@ -32,6 +32,9 @@ class ModelConfig:
   stem_stride: int = 2  # the first conv strides: a quarter of the compute at 224 px
   extra_convs: int = 1  # 3x3 convs after the last block: a receptive field wider than a bone
   conv_dropout: float = 0.1  # after the second and third blocks (the original: the head's rate)
+  # A linear read-out of the pooled features added to the dense layers' output: without it a
+  # 256-128 head on this CNN stayed near chance for 7 epochs on the synthetic data.
+  linear_skip: bool = True
 
 
 def create_cnn(config: ModelConfig = ModelConfig(), *, seed=None) -> keras.Model:
@@ -92,10 +95,15 @@ def head(x, config: ModelConfig):
   """Pooling (or Flatten), the dense layers with dropout, and the float32 sigmoid output."""
   if config.pooling not in POOLINGS:
     raise ValueError(f"pooling {config.pooling!r} is not one of {POOLINGS}")
-  x = {"flatten": layers.Flatten, "max": layers.GlobalMaxPooling2D,
-       "avg": layers.GlobalAveragePooling2D}[config.pooling]()(x)
+  pooled = {"flatten": layers.Flatten, "max": layers.GlobalMaxPooling2D,
+            "avg": layers.GlobalAveragePooling2D}[config.pooling]()(x)
+  hidden = pooled
   for units in config.dense_units:
-    x = layers.Dense(units, activation="relu")(x)
-    x = layers.Dropout(config.dropout)(x)
-  # float32 output: a float16 sigmoid saturates and its loss underflows.
-  return layers.Dense(1, activation="sigmoid", dtype="float32", name="fracture_probability")(x)
+    hidden = layers.Dense(units, activation="relu")(hidden)
+    hidden = layers.Dropout(config.dropout)(hidden)
+  # float32 logits and output: a float16 sigmoid saturates and its loss underflows.
+  logit = layers.Dense(1, dtype="float32", name="dense_logit")(hidden)
+  if config.linear_skip and config.dense_units:
+    linear = layers.Dense(1, dtype="float32", name="linear_logit")(pooled)
+    logit = layers.Add(dtype="float32", name="logit")([logit, linear])
+  return layers.Activation("sigmoid", dtype="float32", name="fracture_probability")(logit)

@@ -20,7 +20,7 @@ flags.DEFINE_string("data_dir", None, "TFDS data dir (default: TFDS's, ~/tensorf
 flags.DEFINE_string("manual_dir", None, "Kaggle download, to build bone_fracture/kaggle on first use.")
 flags.DEFINE_string("workdir", "runs/bonefrac", "Where logs, checkpoints, report and exports go.")
 flags.DEFINE_integer("epochs", 12, "Maximum epochs (early stopping may end sooner).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 32, "Global batch size, split evenly over the replicas.")
+flags.DEFINE_integer("batch_size", 16, "Global batch size, split evenly over the replicas.")
 flags.DEFINE_integer("image_size", 224, "Side of the square input images.", lower_bound=32)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0.0)
 flags.DEFINE_float("dropout", 0.3, "Dropout rate of the dense head.", lower_bound=0.0, upper_bound=0.95)

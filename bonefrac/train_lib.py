@@ -38,7 +38,7 @@ class TrainConfig:
   manual_dir: Optional[str] = None  # for building bone_fracture/kaggle on the fly
   workdir: str = "runs/bonefrac"
   epochs: int = 12
-  batch_size: int = 32  # global: split over the replicas
+  batch_size: int = 16  # global: split over the replicas (16: see BUILD_NOTES.md, recipe)
   image_size: int = 224
   learning_rate: float = 1e-3
   dropout: float = 0.3

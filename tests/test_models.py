@@ -18,23 +18,27 @@ def test_cnn_parameter_count():
   # conv 3x3: (27+1)*32 + (288+1)*64 + (576+1)*128 = 896 + 18,496 + 73,856, and the extra
   # conv 128 -> 128: (1152+1)*128 = 147,584
   # batch norm gamma/beta trainable: 2*(32+64+128+128) = 704 (moving stats are not)
-  # head after global max pool (128): 128*16+16 + 16*8+8 + 8+1 = 2,064 + 136 + 9
-  assert _trainable(model) == 896 + 18_496 + 73_856 + 147_584 + 704 + 2_064 + 136 + 9
+  # head after global max pool (128): 128*16+16 + 16*8+8 + 8+1 = 2,064 + 136 + 9, and the
+  # linear skip from the pooled features to the logit: 128+1
+  assert _trainable(model) == 896 + 18_496 + 73_856 + 147_584 + 704 + 2_064 + 136 + 9 + 129
   assert model.count_params() == _trainable(model) + 704
 
 
 def test_cnn_original_configuration():
   config = models.ModelConfig(image_size=64, pooling="flatten", stem_stride=1, extra_convs=0,
-                              augmentation=None)
+                              conv_dropout=0.3, linear_skip=False, augmentation=None)
   model = models.create_cnn(config)
   assert len([l for l in model.layers if isinstance(l, keras.layers.Conv2D)]) == 3
+  assert len([l for l in model.layers if isinstance(l, keras.layers.Dropout)]) == 4
   # 64 -> 32 -> 16 -> 8 after three 2x2 pools: Flatten gives 8*8*128 features
-  assert model.get_layer(index=-6).output.shape[-1] == 8 * 8 * 128
+  flatten = [l for l in model.layers if isinstance(l, keras.layers.Flatten)][0]
+  assert flatten.output.shape[-1] == 8 * 8 * 128
+  assert "linear_logit" not in [l.name for l in model.layers]
 
 
 def test_vgg16_base_is_frozen_and_top_block_unfreezes():
   model = models.create_vgg16(SMALL, weights=None)
-  head = 512 * 16 + 16 + 16 * 8 + 8 + 8 + 1  # after global max pool over 512 channels
+  head = 512 * 16 + 16 + 16 * 8 + 8 + 8 + 1 + 512 + 1  # global max pool over 512, linear skip
   assert _trainable(model) == head
   assert model.count_params() == 14_714_688 + head  # VGG16 without its top
   assert models.unfreeze_top_block(model) == 4  # block5_conv1..3 and block5_pool
@@ -43,7 +47,7 @@ def test_vgg16_base_is_frozen_and_top_block_unfreezes():
 
 def test_flatten_pooling_is_the_original_head():
   model = models.create_cnn(models.ModelConfig(image_size=32, pooling="flatten", dense_units=(4,)))
-  assert model.get_layer(index=-4).name.startswith("flatten")
+  assert any(isinstance(layer, keras.layers.Flatten) for layer in model.layers)
 
 
 @pytest.mark.parametrize("factory", [models.create_cnn,
