@@ -1,7 +1,9 @@
 """Training benchmark: images/s of each model per precision, with and without XLA, in one run.
 
 Every setup trains on the same few real batches from `input_pipeline.create_dataset`, cycled
-from memory, so that the figures are the model's step time, not the input's. With a
+from memory, so that the figures are the model's step time, not the input's; the models are
+built without augmentation, because Keras turns `jit_compile` off for a model holding its
+random preprocessing layers (they do not support XLA), which would make the XLA rows a no-op. With a
 Kaggle-layout tree (`data`) and the `bench` extra, the original's setup is timed too: its
 loader (tf_keras ImageDataGenerator, rescale 1/255, RGB, 224 px) feeding its model (Flatten
 head, float32), and every other figure is also given as a ratio to it.
@@ -33,7 +35,7 @@ def ours(config: train_lib.TrainConfig, builder, precision: str, jit_compile: bo
   """Our model under `precision` (a resolved policy name) on our pipeline's batches."""
   keras.mixed_precision.set_global_policy(precision)
   try:
-    model = train_lib.build_model(dataclasses.replace(config, vgg16_weights="none"))
+    model = train_lib.build_model(dataclasses.replace(config, vgg16_weights="none", augment=False))
     train_lib.compile_model(model, config.learning_rate, jit_compile)
     data = input_pipeline.create_dataset(builder, "train", batch_size=config.batch_size,
                                          image_size=config.image_size, training=True, cache=None)

@@ -284,6 +284,9 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     raise UserError(str(e)) from None
   if config.model not in models.MODELS:
     raise UserError(f"--model={config.model} is not one of {', '.join(models.MODELS)}")
+  if config.jit_compile and config.augment:
+    print("WARNING: Keras compiles no model holding random preprocessing layers with XLA; "
+          "--jit_compile takes effect with --noaugment only", file=sys.stderr, flush=True)
   keras.utils.set_random_seed(config.seed)
   builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
   if num_examples(builder, "validation") == 0:
