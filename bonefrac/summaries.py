@@ -11,7 +11,9 @@ from tensorboard.plugins.pr_curve import summary as pr_summary
 
 from bonefrac import plots
 
-CONFUSION_METRICS = ("tn", "fp", "fn", "tp")  # metric names compiled into the model
+# The confusion counts at 0.5, compiled into the model as metrics of these names.
+CONFUSION_METRICS = {"tn": keras.metrics.TrueNegatives, "fp": keras.metrics.FalsePositives,
+                     "fn": keras.metrics.FalseNegatives, "tp": keras.metrics.TruePositives}
 
 
 def image_grid(images: np.ndarray, columns: int = 4) -> np.ndarray:
@@ -46,9 +48,9 @@ def write_pr_curve(logdir: str, labels, probabilities, step: int, name: str = "t
 class AugmentedImages(keras.callbacks.Callback):
   """Writes a grid of training images as the model sees them after augmentation, once."""
 
-  def __init__(self, logdir: str, images: np.ndarray, seed: int = 0):
+  def __init__(self, logdir: str, images: np.ndarray):
     super().__init__()
-    self.logdir, self.images, self.seed = logdir, images, seed
+    self.logdir, self.images = logdir, images
 
   def on_train_begin(self, logs=None):
     preprocessing = self.model.get_layer("preprocessing")

@@ -4,12 +4,10 @@
 `config.workdir` (see README.md, "Where outputs go").
 """
 
-import csv
 import dataclasses
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -20,12 +18,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
-from bonefrac import augment, distribute, export, input_pipeline, models, report, summaries
+from bonefrac import (augment, callbacks, distribute, export, input_pipeline, models, report,
+                      summaries, workdir)
+from bonefrac.callbacks import MONITOR
 from bonefrac.cli import UserError
 
-PATIENCE = {"cnn": 5, "vgg16": 3}  # the original's early-stopping patience
 VGG16_NOTOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-MONITOR = "val_auc"
 
 
 @dataclasses.dataclass
@@ -66,34 +64,7 @@ class TrainConfig:
     return {k: getattr(self, k) for k in keys}
 
 
-class Paths:
-  """Where a run's outputs go inside its workdir."""
-
-  def __init__(self, workdir: str):
-    join = lambda *parts: os.path.join(workdir, *parts)  # noqa: E731
-    self.workdir = workdir
-    self.logs, self.backup, self.backup_fine_tune = join("logs"), join("backup"), join("backup_ft")
-    self.best = join("checkpoints", "best.weights.h5")
-    self.phase1 = join("checkpoints", "phase1.weights.h5")  # exists only while phase 2 runs
-    self.history, self.report = join("training_log.csv"), join("report.json")
-    self.model, self.export = join("model.keras"), join("export")
-
-
 # --- setup -----------------------------------------------------------------------------------
-
-def prepare_workdir(workdir: str) -> Paths:
-  """Creates the workdir (and checks it is writable)."""
-  try:
-    os.makedirs(os.path.join(workdir, "checkpoints"), exist_ok=True)
-    probe = os.path.join(workdir, ".writable")
-    with open(probe, "w"):
-      pass
-    os.remove(probe)
-  except OSError as e:
-    raise UserError(f"cannot write to --workdir={workdir} ({e.strerror}); "
-                    "choose a folder you can write to") from None
-  return Paths(workdir)
-
 
 def load_builder(dataset: str, data_dir: Optional[str],
                  manual_dir: Optional[str] = None) -> tfds.core.DatasetBuilder:
@@ -133,15 +104,19 @@ def keras_cache_dir() -> str:
   return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
 
 
+def check_model_name(name: str) -> None:
+  if name not in models.MODELS:
+    raise UserError(f"--model={name} is not one of {', '.join(models.MODELS)}")
+
+
 def build_model(config: TrainConfig) -> keras.Model:
   """The model named by `config.model`, uncompiled (call under the strategy's scope)."""
+  check_model_name(config.model)
   model_config = models.ModelConfig(
       image_size=config.image_size, dropout=config.dropout, dense_units=tuple(config.dense_units),
       augmentation=augment.AugmentConfig() if config.augment else None)
   if config.model == "cnn":
     return models.create_cnn(model_config, seed=config.seed)
-  if config.model != "vgg16":
-    raise UserError(f"--model={config.model} is not one of {', '.join(models.MODELS)}")
   weights = vgg16_weights(config.vgg16_weights)
   try:
     return models.create_vgg16(model_config, weights=weights, seed=config.seed)
@@ -161,8 +136,7 @@ def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = 
       loss="binary_crossentropy",
       metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
                keras.metrics.Recall(name="sensitivity"),
-               keras.metrics.TrueNegatives(name="tn"), keras.metrics.FalsePositives(name="fp"),
-               keras.metrics.FalseNegatives(name="fn"), keras.metrics.TruePositives(name="tp")],
+               *(metric(name=name) for name, metric in summaries.CONFUSION_METRICS.items())],
       jit_compile=jit_compile)
 
 
@@ -219,71 +193,18 @@ def labels_and_filenames(builder, split: str):
   return np.array(labels, int), names
 
 
-# --- callbacks -------------------------------------------------------------------------------
-
-class Throughput(keras.callbacks.Callback):
-  """Training images/s per epoch (validation excluded), added to the logs and TensorBoard."""
-
-  def __init__(self, global_batch: int, steps: int):
-    super().__init__()
-    self.images = global_batch * steps
-    self.per_epoch: List[float] = []
-    self._start = self._end = None
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._start, self._end = time.perf_counter(), None
-
-  def on_test_begin(self, logs=None):
-    if self._start is not None and self._end is None:
-      self._end = time.perf_counter()
-
-  def on_epoch_end(self, epoch, logs=None):
-    end = self._end or time.perf_counter()
-    self.per_epoch.append(self.images / max(end - self._start, 1e-9))
-    if logs is not None:
-      logs["images_per_second"] = self.per_epoch[-1]
-
-  def steady(self) -> Optional[float]:
-    """Median over the epochs after the first (which traces the graph and fills the cache)."""
-    rates = self.per_epoch[1:] or self.per_epoch
-    return float(statistics.median(rates)) if rates else None
-
-
-def create_callbacks(config: TrainConfig, paths: Paths, throughput: Throughput,
-                     images: Optional[np.ndarray], backup: str) -> list:
-  patience = config.patience if config.patience is not None else PATIENCE[config.model]
-  earlier = read_history(paths.history).get(MONITOR)  # epochs before a restart
-  best_so_far = max(earlier) if earlier else None
-  callbacks = [
-      keras.callbacks.BackupAndRestore(backup),  # first: restores before the others start
-      throughput,
-      keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience,
-                                    restore_best_weights=True, verbose=1),
-      # After a restart the checkpoint must still beat the best epoch before it.
-      keras.callbacks.ModelCheckpoint(paths.best, monitor=MONITOR, mode="max", save_best_only=True,
-                                      save_weights_only=True, initial_value_threshold=best_so_far),
-      keras.callbacks.CSVLogger(paths.history, append=True),
-      summaries.ConfusionMatrixImages(paths.logs),
-      keras.callbacks.TensorBoard(paths.logs, write_graph=False),
-  ]
-  if images is not None:
-    callbacks.append(summaries.AugmentedImages(paths.logs, images, seed=config.seed))
-  return callbacks
-
-
 # --- the run ---------------------------------------------------------------------------------
 
 def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> Dict:
   """Trains, evaluates and exports one model; returns the report (also in report.json)."""
   start = time.time()
-  paths = prepare_workdir(config.workdir)
+  paths = workdir.prepare(config.workdir)
   try:
     policy = distribute.set_precision(config.precision)
     strategy = distribute.create_strategy(config.strategy, all_reduce=config.all_reduce)
   except ValueError as e:
     raise UserError(str(e)) from None
-  if config.model not in models.MODELS:
-    raise UserError(f"--model={config.model} is not one of {', '.join(models.MODELS)}")
+  check_model_name(config.model)
   if config.jit_compile and config.augment:
     print("WARNING: Keras compiles no model holding random preprocessing layers with XLA; "
           "--jit_compile takes effect with --noaugment only", file=sys.stderr, flush=True)
@@ -291,53 +212,60 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
   builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
   if num_examples(builder, "validation") == 0:
     raise UserError(f"{config.dataset} has no validation split; the checkpoint needs one")
-  _start_fresh_unless_resuming(paths)
+  workdir.start_fresh_unless_resuming(paths)
   train_ds, val_ds, steps = distributed_datasets(strategy, builder, config)
   print(f"Training {config.model} on {config.dataset}: {strategy.num_replicas_in_sync} "
         f"replica(s) under {type(strategy).__name__}, precision {policy}, "
         f"{steps} steps of {config.batch_size} per epoch; outputs in {config.workdir}", flush=True)
   summaries.write_hparams(paths.logs, {**config.hparams(), "precision": policy},
                           run_name=os.path.basename(os.path.abspath(config.workdir)))
-
   with strategy.scope():
     model = build_model(config)
     compile_model(model, config.learning_rate, config.jit_compile)
-  throughput = Throughput(config.batch_size, steps)
-  images = sample_images(builder, config)
-  fit_args = dict(validation_data=val_ds, steps_per_epoch=steps, verbose=config.verbose,
-                  shuffle=False)  # the dataset shuffles
-  if os.path.exists(paths.phase1):  # phase one finished before a restart
-    model.load_weights(paths.phase1)
-  else:
-    model.fit(train_ds, epochs=config.epochs, **fit_args,
-              callbacks=[*create_callbacks(config, paths, throughput, images, paths.backup),
-                         *extra_callbacks])
-    _load_best(model, paths)
-    if config.model == "vgg16" and config.fine_tune_epochs > 0:
-      model.save_weights(paths.phase1)
-  if config.model == "vgg16" and config.fine_tune_epochs > 0:
-    with strategy.scope():
-      unfrozen = models.unfreeze_top_block(model)
-      compile_model(model, config.fine_tune_learning_rate, config.jit_compile)
-    print(f"Fine-tuning: {unfrozen} layers of VGG16's top block unfrozen, learning rate "
-          f"{config.fine_tune_learning_rate}", flush=True)
-    epochs_so_far = len(read_history(paths.history).get("epoch", []))
-    model.fit(train_ds, epochs=epochs_so_far + config.fine_tune_epochs,
-              initial_epoch=epochs_so_far, **fit_args,
-              callbacks=[*create_callbacks(config, paths, throughput, None, paths.backup_fine_tune),
-                         *extra_callbacks])
-    _load_best(model, paths)
-
-  if os.path.exists(paths.phase1):
-    os.remove(paths.phase1)  # the run is finished: a new run in this workdir starts afresh
+  throughput = callbacks.Throughput(config.batch_size, steps)
+  fit_phases(model, strategy, builder, config, paths, throughput,
+             dict(x=train_ds, validation_data=val_ds, steps_per_epoch=steps,
+                  verbose=config.verbose, shuffle=False),  # the dataset shuffles
+             extra_callbacks)
   result = evaluate_and_report(model, builder, config, paths, policy, strategy, throughput)
   result["wall_seconds"] = round(time.time() - start, 1)
   report.write_report(config.workdir, result)
   return result
 
 
-def evaluate_and_report(model, builder, config: TrainConfig, paths: Paths, policy: str,
-                        strategy, throughput: Throughput) -> Dict:
+def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Paths,
+               throughput: callbacks.Throughput, fit_args: Dict, extra_callbacks) -> None:
+  """Trains the model (VGG16: then its top block too), ending on the best epoch's weights."""
+  fine_tune = config.model == "vgg16" and config.fine_tune_epochs > 0
+
+  def phase_callbacks(images, backup):
+    return [*callbacks.create_callbacks(config.model, config.patience, paths, throughput, images,
+                                        backup), *extra_callbacks]
+
+  if os.path.exists(paths.phase1):  # phase one finished before a restart
+    model.load_weights(paths.phase1)
+  else:
+    model.fit(epochs=config.epochs, **fit_args,
+              callbacks=phase_callbacks(sample_images(builder, config), paths.backup))
+    _load_best(model, paths)
+    if fine_tune:
+      model.save_weights(paths.phase1)
+  if fine_tune:
+    with strategy.scope():
+      unfrozen = models.unfreeze_top_block(model)
+      compile_model(model, config.fine_tune_learning_rate, config.jit_compile)
+    print(f"Fine-tuning: {unfrozen} layers of VGG16's top block unfrozen, learning rate "
+          f"{config.fine_tune_learning_rate}", flush=True)
+    epochs_so_far = len(workdir.read_history(paths.history).get("epoch", []))
+    model.fit(epochs=epochs_so_far + config.fine_tune_epochs, initial_epoch=epochs_so_far,
+              **fit_args, callbacks=phase_callbacks(None, paths.backup_fine_tune))
+    _load_best(model, paths)
+  if os.path.exists(paths.phase1):
+    os.remove(paths.phase1)  # the run is finished: a new run in this workdir starts afresh
+
+
+def evaluate_and_report(model, builder, config: TrainConfig, paths: workdir.Paths, policy: str,
+                        strategy, throughput: callbacks.Throughput) -> Dict:
   """Evaluates on test (validation when there is none), writes plots, exports; the report."""
   split = "test" if num_examples(builder, "test") else "validation"
   if split != "test":
@@ -345,12 +273,14 @@ def evaluate_and_report(model, builder, config: TrainConfig, paths: Paths, polic
           "which also chose the checkpoint (optimistic)", file=sys.stderr, flush=True)
   labels, names = labels_and_filenames(builder, split)
   probabilities = predict(model, builder, split, config)
-  val_labels, _ = labels_and_filenames(builder, "validation")
-  val_probabilities = predict(model, builder, "validation", config)
+  val_labels, val_probabilities = labels, probabilities
+  if split != "validation":
+    val_labels = labels_and_filenames(builder, "validation")[0]
+    val_probabilities = predict(model, builder, "validation", config)
   metrics = report.evaluate(labels, probabilities, validation_labels=val_labels,
                             validation_probabilities=val_probabilities)
-  history = read_history(paths.history)
-  write_predictions(os.path.join(config.workdir, f"predictions_{split}.csv"), names, labels,
+  history = workdir.read_history(paths.history)
+  workdir.write_predictions(os.path.join(config.workdir, f"predictions_{split}.csv"), names, labels,
                     probabilities)
   plots = report.write_plots(config.workdir, labels, probabilities, metrics["confusion_matrix"],
                              history)
@@ -392,38 +322,10 @@ def predict(model, builder, split: str, config: TrainConfig) -> np.ndarray:
   return model.predict(ds, verbose=0).reshape(-1).astype(float)
 
 
-def read_history(path: str) -> Dict[str, List[float]]:
-  """The CSVLogger's per-epoch log (across restarts) as {column: values}."""
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    rows = list(csv.DictReader(f))
-  return {key: [float(row[key]) for row in rows if row.get(key) not in (None, "")]
-          for key in (rows[0] if rows else {})}
-
-
-def write_predictions(path: str, names, labels, probabilities) -> None:
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["filename", "label", "fracture_probability"])
-    writer.writerows((n, int(y), f"{p:.6f}") for n, y, p in zip(names, labels, probabilities))
-
-
-def _load_best(model, paths: Paths) -> None:
+def _load_best(model, paths: workdir.Paths) -> None:
   """The best epoch by validation AUC (EarlyStopping's copy is lost when a run restarts)."""
   if os.path.exists(paths.best):
     model.load_weights(paths.best)
-
-
-def _start_fresh_unless_resuming(paths: Paths) -> None:
-  """A workdir holding a finished run is reused from scratch; an interrupted one resumes."""
-  if any(os.path.exists(p) for p in (paths.backup, paths.backup_fine_tune, paths.phase1)):
-    print(f"Resuming the interrupted run in {paths.workdir}", flush=True)
-    return
-  for old in (paths.history, paths.best, paths.report):
-    if os.path.exists(old):
-      os.remove(old)
-  shutil.rmtree(paths.logs, ignore_errors=True)
 
 
 def _jsonable(value):

@@ -1,0 +1,64 @@
+"""The Keras callbacks of a training run: resume, early stopping, best checkpoint, logs, speed."""
+
+import statistics
+import time
+from typing import List, Optional
+
+import keras
+import numpy as np
+
+from bonefrac import summaries, workdir
+
+PATIENCE = {"cnn": 5, "vgg16": 3}  # the original's early-stopping patience
+MONITOR = "val_auc"
+
+
+class Throughput(keras.callbacks.Callback):
+  """Training images/s per epoch (validation excluded), added to the logs and TensorBoard."""
+
+  def __init__(self, global_batch: int, steps: int):
+    super().__init__()
+    self.images = global_batch * steps
+    self.per_epoch: List[float] = []
+    self._start = self._end = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start, self._end = time.perf_counter(), None
+
+  def on_test_begin(self, logs=None):
+    if self._start is not None and self._end is None:
+      self._end = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    end = self._end or time.perf_counter()
+    self.per_epoch.append(self.images / max(end - self._start, 1e-9))
+    if logs is not None:
+      logs["images_per_second"] = self.per_epoch[-1]
+
+  def steady(self) -> Optional[float]:
+    """Median over the epochs after the first (which traces the graph and fills the cache)."""
+    rates = self.per_epoch[1:] or self.per_epoch
+    return float(statistics.median(rates)) if rates else None
+
+
+def create_callbacks(model_name: str, patience: Optional[int], paths: workdir.Paths,
+                     throughput: Throughput, images: Optional[np.ndarray], backup: str) -> list:
+  """The callbacks of one fit phase; `images` (optional) feed TensorBoard's augmentation grid."""
+  patience = patience if patience is not None else PATIENCE[model_name]
+  earlier = workdir.read_history(paths.history).get(MONITOR)  # epochs before a restart
+  best_so_far = max(earlier) if earlier else None
+  callbacks = [
+      keras.callbacks.BackupAndRestore(backup),  # first: restores before the others start
+      throughput,
+      keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience,
+                                    restore_best_weights=True, verbose=1),
+      # After a restart the checkpoint must still beat the best epoch before it.
+      keras.callbacks.ModelCheckpoint(paths.best, monitor=MONITOR, mode="max", save_best_only=True,
+                                      save_weights_only=True, initial_value_threshold=best_so_far),
+      keras.callbacks.CSVLogger(paths.history, append=True),
+      summaries.ConfusionMatrixImages(paths.logs),
+      keras.callbacks.TensorBoard(paths.logs, write_graph=False),
+  ]
+  if images is not None:
+    callbacks.append(summaries.AugmentedImages(paths.logs, images))
+  return callbacks
