@@ -9,7 +9,7 @@ import os
 
 from absl import flags
 
-from bonefrac import cli, distribute, train, train_lib
+from bonefrac import cli, distribute, tables, train, train_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["cnn", "vgg16"], "The models to compare, trained one after the other.")
@@ -25,20 +25,7 @@ def comparison_rows(reports):
 
 
 def markdown_table(rows) -> str:
-  header = "| model | " + " | ".join(title for _, title in COLUMNS) + " |"
-  lines = [header, "|" + " --- |" * (len(COLUMNS) + 1)]
-  for row in rows:
-    cells = [_format(row[key]) for key, _ in COLUMNS]
-    lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
-  return "\n".join(lines) + "\n"
-
-
-def _format(value) -> str:
-  if value is None:
-    return "-"
-  if isinstance(value, float):
-    return f"{value:.3f}" if value < 10 else f"{value:,.1f}"
-  return f"{value:,}" if isinstance(value, int) else str(value)
+  return tables.markdown_table(rows, [("model", "model"), *COLUMNS])
 
 
 def main(argv):

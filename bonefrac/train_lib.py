@@ -280,8 +280,8 @@ def evaluate_and_report(model, builder, config: TrainConfig, paths: workdir.Path
   metrics = report.evaluate(labels, probabilities, validation_labels=val_labels,
                             validation_probabilities=val_probabilities)
   history = workdir.read_history(paths.history)
-  workdir.write_predictions(os.path.join(config.workdir, f"predictions_{split}.csv"), names, labels,
-                    probabilities)
+  workdir.write_predictions(os.path.join(config.workdir, f"predictions_{split}.csv"), names,
+                            labels, probabilities)
   plots = report.write_plots(config.workdir, labels, probabilities, metrics["confusion_matrix"],
                              history)
   epochs_run = len(history.get("epoch", []))

@@ -1,0 +1,248 @@
+"""KerasTuner search over the head: a hypermodel on train_lib's builders, the tuner, its results.
+
+A trial builds and compiles its model with `train_lib.build_model` / `compile_model` (the same
+augmentation, normalisation, precision and metrics as `bonefrac.train`) and trains on the same
+distributed datasets; only the head's dropout and widths (and optionally the learning rate)
+change between trials.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+from typing import Dict, List, Optional
+
+import keras
+import keras_tuner
+import tensorflow as tf
+from keras_tuner.src.distribute import utils as dist_utils
+from keras_tuner.src.engine import tuner_utils
+from tensorboard.plugins.hparams import api as hparams_api
+
+from bonefrac import distribute, summaries, tables, train_lib
+from bonefrac.callbacks import PATIENCE
+from bonefrac.cli import UserError
+
+TUNERS = ("hyperband", "bayesian", "random")
+DROPOUT = dict(min_value=0.0, max_value=0.6, step=0.1)
+DENSE_LAYERS = dict(min_value=1, max_value=3)
+UNITS = [64, 128, 256, 512]
+LEARNING_RATE = dict(min_value=1e-4, max_value=3e-3, sampling="log")
+PROJECT = "search"  # KerasTuner's folder inside the workdir: oracle state and one folder per trial
+
+
+@dataclasses.dataclass
+class SearchConfig:
+  """What a search depends on besides the training settings its trials share."""
+
+  tuner: str = "hyperband"
+  max_trials: int = 10  # bayesian and random; hyperband's count follows from max_epochs
+  max_epochs: int = 9  # per trial (hyperband: of the longest bracket)
+  objective: str = "val_auc"
+  tune_learning_rate: bool = False
+  overwrite: bool = False
+  hyperband_factor: int = 3
+
+
+class HeadHyperModel(keras_tuner.HyperModel):
+  """Samples the head's dropout and dense widths (and the learning rate when asked)."""
+
+  def __init__(self, train_config: train_lib.TrainConfig, tune_learning_rate: bool = False):
+    super().__init__(name=f"{train_config.model}_head")
+    self.train_config = train_config
+    self.tune_learning_rate = tune_learning_rate
+
+  def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+    # KerasTuner calls this under its distribution strategy's scope.
+    values = sample_head(hp, self.tune_learning_rate)
+    config = dataclasses.replace(self.train_config, **values)
+    strategy = tf.distribute.get_strategy()
+    print(f"Building {config.model} with {values} under {type(strategy).__name__} "
+          f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
+    model = train_lib.build_model(config)
+    train_lib.compile_model(model, config.learning_rate, config.jit_compile)
+    return model
+
+
+def sample_head(hp: keras_tuner.HyperParameters, tune_learning_rate: bool,
+                default_learning_rate: float = 1e-3) -> Dict:
+  """The head's hyper-parameters drawn from `hp`, as `TrainConfig` fields."""
+  values = {"dropout": round(hp.Float("dropout", **DROPOUT), 2)}
+  layers = hp.Int("dense_layers", **DENSE_LAYERS)
+  # Every width is declared, so that every trial's row on the HParams dashboard has them all.
+  widths = [hp.Choice(f"units_{i}", UNITS) for i in range(DENSE_LAYERS["max_value"])]
+  values["dense_units"] = tuple(widths[:layers])
+  if tune_learning_rate:
+    values["learning_rate"] = hp.Float("learning_rate", **LEARNING_RATE)
+  return values
+
+
+def head_values(hp_values: Dict) -> Dict:
+  """`TrainConfig` fields from a trial's hyper-parameter values (the inverse of `sample_head`)."""
+  values = {"dropout": round(float(hp_values["dropout"]), 2),
+            "dense_units": [int(hp_values[f"units_{i}"])
+                            for i in range(int(hp_values["dense_layers"]))]}
+  if "learning_rate" in hp_values:
+    values["learning_rate"] = float(hp_values["learning_rate"])
+  return values
+
+
+def objective(name: str) -> keras_tuner.Objective:
+  """A metric the trials log (`val_auc`, `auc`, `val_loss`, ...); losses are minimised."""
+  metrics = ["loss", "accuracy", "auc", "precision", "sensitivity", *summaries.CONFUSION_METRICS]
+  known = [prefix + m for prefix in ("val_", "") for m in metrics]
+  if name not in known:
+    raise UserError(f"--objective={name} is not a logged metric; use one of {', '.join(known)}")
+  minimise = name.endswith("loss") or name.endswith("fp") or name.endswith("fn")
+  return keras_tuner.Objective(name, direction="min" if minimise else "max")
+
+
+def create_tuner(search: SearchConfig, hypermodel: HeadHyperModel, workdir: str, strategy,
+                 seed: int) -> keras_tuner.Tuner:
+  """The KerasTuner tuner named by `search.tuner`, keeping its state in `workdir/search`."""
+  if search.tuner not in TUNERS:
+    raise UserError(f"--tuner={search.tuner} is not one of {', '.join(TUNERS)}")
+  common = dict(objective=objective(search.objective), directory=workdir, project_name=PROJECT,
+                overwrite=search.overwrite, seed=seed, distribution_strategy=strategy)
+  if search.tuner == "hyperband":
+    return keras_tuner.Hyperband(hypermodel, max_epochs=search.max_epochs,
+                                 factor=search.hyperband_factor, **common)
+  tuner_class = {"bayesian": keras_tuner.BayesianOptimization,
+                 "random": keras_tuner.RandomSearch}[search.tuner]
+  return tuner_class(hypermodel, max_trials=search.max_trials, **common)
+
+
+def trial_callbacks(logs: str, model_name: str, goal: keras_tuner.Objective) -> List:
+  """Deep-copied by KerasTuner for every trial; the TensorBoard one must be exactly Keras' class
+  for KerasTuner to give each trial its own log folder and HParams session."""
+  return [keras.callbacks.TensorBoard(logs, write_graph=False),
+          keras.callbacks.EarlyStopping(monitor=goal.name, mode=goal.direction,
+                                        patience=PATIENCE[model_name])]
+
+
+def is_reporting_process() -> bool:
+  """True where the search's results live: the chief, or the only process."""
+  return not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
+
+
+def check_workdir(workdir: str, settings: Dict, overwrite: bool) -> None:
+  """Refuses to resume a search that was started with other settings; records them."""
+  path = os.path.join(workdir, "search_settings.json")
+  if overwrite:
+    for old in (os.path.join(workdir, "logs"), os.path.join(workdir, PROJECT), path):
+      if os.path.isdir(old):
+        shutil.rmtree(old)
+      elif os.path.exists(old):
+        os.remove(old)
+  if os.path.exists(path):
+    with open(path) as f:
+      before = json.load(f)
+    changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
+    if changed:
+      what = ", ".join(f"{k}={old} (now {new})" for k, (old, new) in sorted(changed.items()))
+      raise UserError(f"--workdir={workdir} holds a search with {what}; pass --overwrite to "
+                      "start a new search there, or choose another --workdir")
+  else:
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(settings, f, indent=2)
+
+
+def write_hparams_config(logdir: str, space: keras_tuner.HyperParameters) -> None:
+  """The search as one HParams experiment: each tuned hyper-parameter with its domain and the
+  metrics to show against them (KerasTuner itself writes only each trial's values)."""
+  hparams = tuner_utils.convert_hyperparams_to_hparams(space, hparams_api)
+  metrics = [hparams_api.Metric(f"epoch_{name}", group=group, display_name=f"{group} {name}")
+             for group in ("validation", "train") for name in ("auc", "accuracy", "loss")]
+  with tf.summary.create_file_writer(logdir).as_default():
+    hparams_api.hparams_config(hparams=list(hparams), metrics=metrics)
+
+
+def trial_rows(tuner: keras_tuner.Tuner) -> List[Dict]:
+  """One row per trial, best first (finished trials), then the others in trial order."""
+  oracle = tuner.oracle
+  direction = oracle.objective.direction
+  rows = []
+  for trial in oracle.trials.values():
+    score = trial.score
+    rows.append({"trial": trial.trial_id, "status": trial.status,
+                 **head_values(trial.hyperparameters.values),
+                 oracle.objective.name: None if score is None else round(float(score), 4),
+                 "best_epoch": None if trial.best_step is None else int(trial.best_step) + 1})
+    if "tuner/epochs" in trial.hyperparameters.values:  # hyperband's budget for the trial
+      rows[-1]["epochs"] = trial.hyperparameters.values["tuner/epochs"]
+  name = oracle.objective.name
+  scored = sorted((r for r in rows if r[name] is not None), reverse=direction == "max",
+                  key=lambda r: r[name])
+  return scored + sorted((r for r in rows if r[name] is None), key=lambda r: r["trial"])
+
+
+def write_results(tuner: keras_tuner.Tuner, workdir: str, model_name: str) -> Optional[Dict]:
+  """trials.csv, trials.md and best_hparams.json (for `bonefrac.train --hparams`); the best."""
+  rows = trial_rows(tuner)
+  with open(os.path.join(workdir, "trials.md"), "w") as f:
+    f.write(tables.markdown_table(rows))
+  with open(os.path.join(workdir, "trials.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["trial"])
+    writer.writeheader()
+    writer.writerows({k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+                      for k, v in row.items()} for row in rows)
+  name = tuner.oracle.objective.name
+  if not rows or rows[0][name] is None:
+    return None
+  best = rows[0]
+  result = {"model": model_name, **{k: best[k] for k in ("dropout", "dense_units")},
+            **({"learning_rate": best["learning_rate"]} if "learning_rate" in best else {}),
+            "objective": name, "score": best[name], "trial": best["trial"]}
+  with open(os.path.join(workdir, "best_hparams.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  return result
+
+
+def search(config: train_lib.TrainConfig, search_config: SearchConfig) -> Optional[Dict]:
+  """Runs (or continues) the search in `config.workdir`; the best trial's hyper-parameters from
+  the process that holds the results (the chief, or the only process), None from workers."""
+  if config.strategy == "multi_worker_mirrored":
+    raise UserError("--strategy=multi_worker_mirrored does not run inside a tuner; scale a search "
+                    "out with KerasTuner's chief/worker mode (launch/tune_local.py)")
+  try:
+    policy = distribute.set_precision(config.precision)
+    strategy = distribute.create_strategy(config.strategy, all_reduce=config.all_reduce)
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  train_lib.check_model_name(config.model)
+  objective(search_config.objective)  # a bad name fails before anything is built
+  check_workdir(config.workdir, search_settings(config, search_config), search_config.overwrite)
+  keras.utils.set_random_seed(config.seed)
+  replicas = strategy.num_replicas_in_sync
+  # A worker's tuner waits here for the chief's oracle, and the chief starts its oracle only
+  # in `tuner.search`, after it has built the dataset: so workers never build it concurrently.
+  tuner = create_tuner(search_config, HeadHyperModel(config, search_config.tune_learning_rate),
+                       config.workdir, strategy if replicas > 1 else None, config.seed)
+  builder = train_lib.load_builder(config.dataset, config.data_dir, config.manual_dir)
+  train_ds, val_ds, steps = train_lib.distributed_datasets(strategy, builder, config)
+  logs = os.path.join(config.workdir, "logs")
+  if is_reporting_process():
+    print(f"Searching {config.model}'s head with {search_config.tuner} on {config.dataset}: "
+          f"{replicas} replica(s) per trial, precision {policy}; outputs in {config.workdir}",
+          flush=True)
+    write_hparams_config(logs, tuner.oracle.get_space())
+  callbacks = trial_callbacks(logs, config.model, tuner.oracle.objective)
+  tuner.search(train_ds, validation_data=val_ds, steps_per_epoch=steps,
+               epochs=search_config.max_epochs, callbacks=callbacks, verbose=config.verbose,
+               shuffle=False)  # the dataset shuffles
+  if not is_reporting_process():
+    return None
+  best = write_results(tuner, config.workdir, config.model)
+  print(open(os.path.join(config.workdir, "trials.md")).read(), flush=True)
+  return best
+
+
+def search_settings(config: train_lib.TrainConfig, search_config: SearchConfig) -> Dict:
+  """What must not change when a search is continued in the same workdir."""
+  keys = ("model", "dataset", "image_size", "batch_size", "augment", "learning_rate")
+  settings = {k: getattr(config, k) for k in keys}
+  settings.update({k: getattr(search_config, k) for k in
+                   ("tuner", "objective", "tune_learning_rate", "max_epochs", "hyperband_factor")})
+  return settings
