@@ -1,5 +1,6 @@
 """The Keras callbacks of a training run: resume, early stopping, best checkpoint, logs, speed."""
 
+import os
 import statistics
 import time
 from typing import List, Optional
@@ -41,14 +42,34 @@ class Throughput(keras.callbacks.Callback):
     return float(statistics.median(rates)) if rates else None
 
 
+class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
+  """Keras' BackupAndRestore, restoring from `restore_from` (the chief's backup) and writing to
+  `backup_dir` (a worker's own folder): with several workers, all resume from the chief's state
+  and none writes over its files. With one process both are the same folder."""
+
+  def __init__(self, backup_dir: str, restore_from: str):
+    super().__init__(backup_dir)
+    self.restore_from = restore_from
+
+  def on_train_begin(self, logs=None):
+    own = self._weights_path, self._training_metadata_path
+    self._weights_path = os.path.join(self.restore_from, os.path.basename(own[0]))
+    self._training_metadata_path = os.path.join(self.restore_from, os.path.basename(own[1]))
+    try:
+      super().on_train_begin(logs)
+    finally:
+      self._weights_path, self._training_metadata_path = own
+
+
 def create_callbacks(model_name: str, patience: Optional[int], paths: workdir.Paths,
-                     throughput: Throughput, images: Optional[np.ndarray], backup: str) -> list:
+                     throughput: Throughput, images: Optional[np.ndarray], backup: str,
+                     restore_from: str) -> list:
   """The callbacks of one fit phase; `images` (optional) feed TensorBoard's augmentation grid."""
   patience = patience if patience is not None else PATIENCE[model_name]
-  earlier = workdir.read_history(paths.history).get(MONITOR)  # epochs before a restart
+  earlier = workdir.read_history(paths.resume.history).get(MONITOR)  # epochs before a restart
   best_so_far = max(earlier) if earlier else None
   callbacks = [
-      keras.callbacks.BackupAndRestore(backup),  # first: restores before the others start
+      SharedBackupAndRestore(backup, restore_from),  # first: restores before the others start
       throughput,
       keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience,
                                     restore_best_weights=True, verbose=1),

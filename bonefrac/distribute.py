@@ -1,13 +1,18 @@
 """The tf.distribute strategy and the Keras precision policy, chosen from flags."""
 
+import os
+import re
 from typing import Optional
 
 import keras
 import tensorflow as tf
 
+from bonefrac import keras_compat
+
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 ALL_REDUCE = ("auto", "ring", "nccl")
+SLURM_PORT_BASE = 8888  # workers listen on 8888, 8889, ... of their node
 
 
 def split_cpu(replicas: int) -> None:
@@ -33,6 +38,14 @@ def create_strategy(name: str, *, all_reduce: str = "auto") -> tf.distribute.Str
   """
   if name not in STRATEGIES:
     raise ValueError(f"--strategy={name} is not one of {', '.join(STRATEGIES)}")
+  if name == "multi_worker_mirrored":
+    # First, before anything lists logical devices: collective ops must be configured before
+    # TensorFlow's context starts. Physical devices can be listed without starting it.
+    gpus = tf.config.list_physical_devices("GPU")
+    keras_compat.apply()  # Keras 3's fit across workers (keras-team/keras#20585)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=slurm_cluster_resolver(len(gpus)),
+        communication_options=_communication_options(all_reduce, gpus))
   gpus = tf.config.list_logical_devices("GPU")
   if name == "auto":
     name = "mirrored" if len(gpus) > 1 else "default"
@@ -40,13 +53,24 @@ def create_strategy(name: str, *, all_reduce: str = "auto") -> tf.distribute.Str
     return tf.distribute.get_strategy()
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
-  if name == "mirrored":
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    # NCCL needs GPUs; on CPUs reduce through one device.
-    ops = None if gpus else tf.distribute.ReductionToOneDevice()
-    return tf.distribute.MirroredStrategy(devices, cross_device_ops=ops)
-  return tf.distribute.MultiWorkerMirroredStrategy(
-      communication_options=_communication_options(all_reduce, gpus))
+  # mirrored
+  devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+  # NCCL needs GPUs; on CPUs reduce through one device.
+  ops = None if gpus else tf.distribute.ReductionToOneDevice()
+  return tf.distribute.MirroredStrategy(devices, cross_device_ops=ops)
+
+
+def slurm_cluster_resolver(gpus_per_node: int, port_base: int = SLURM_PORT_BASE):
+  """Slurm's cluster when running as a task of `srun` without TF_CONFIG, else None (TF_CONFIG's
+  cluster, or one worker alone). Task 0 is the chief; each task keeps the GPUs Slurm gave it."""
+  if "TF_CONFIG" in os.environ or "SLURM_STEP_NODELIST" not in os.environ:
+    return None
+  # "2(x3),1": tasks per node. The resolver divides a node's GPUs between its tasks; with
+  # auto_set_gpu off that is bookkeeping only, so CPU nodes get one notional GPU per task.
+  tasks = re.findall(r"(\d+)(?:\(x\d+\))?", os.environ.get("SLURM_STEP_TASKS_PER_NODE", "1"))
+  most_tasks = max([int(t) for t in tasks] or [1])
+  return tf.distribute.cluster_resolver.SlurmClusterResolver(
+      port_base=port_base, gpus_per_node=gpus_per_node or most_tasks, auto_set_gpu=False)
 
 
 def _communication_options(all_reduce: str, gpus) -> tf.distribute.experimental.CommunicationOptions:
@@ -88,3 +112,16 @@ def _min_compute_capability() -> Optional[tuple]:
                   for gpu in tf.config.list_physical_devices("GPU")]
   capabilities = [c for c in capabilities if c]
   return min(capabilities) if capabilities else None
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Waits until every worker of a multi-worker strategy gets here (a tiny all-reduce)."""
+  if keras_compat.is_multi_worker(strategy):
+    # In a tf.function: TensorFlow warns that collectives run eagerly are slow.
+    tf.function(lambda: strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)),
+                                        axis=None))()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """The process that writes a run's outputs: the only one, or the chief of several workers."""
+  return bool(strategy.extended.should_checkpoint)

@@ -58,8 +58,9 @@ def main(argv):
     raise cli.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
   distribute.split_cpu(FLAGS.cpu_replicas)  # before TensorFlow creates its devices
   result = train_lib.train(config_from_flags())
-  print(json.dumps({k: result[k] for k in ("model", "split", "n", "accuracy", "sensitivity",
-                                           "specificity", "f1", "auc", "epochs_run")}))
+  keys = ("model", "split", "n", "accuracy", "sensitivity", "specificity", "f1", "auc",
+          "epochs_run", "chief")
+  print(json.dumps({k: result[k] for k in keys if k in result}))
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -18,8 +20,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
-from bonefrac import (augment, callbacks, distribute, export, input_pipeline, models, report,
-                      summaries, workdir)
+from bonefrac import (augment, callbacks, distribute, export, input_pipeline, keras_compat,
+                      models, report, summaries, workdir)
 from bonefrac.callbacks import MONITOR
 from bonefrac.cli import UserError
 
@@ -196,8 +198,44 @@ def labels_and_filenames(builder, split: str):
 # --- the run ---------------------------------------------------------------------------------
 
 def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callback] = ()) -> Dict:
-  """Trains, evaluates and exports one model; returns the report (also in report.json)."""
+  """Trains, evaluates and exports one model; returns the report (also in report.json).
+
+  Under multi_worker_mirrored every worker calls this; the chief writes the outputs and returns
+  the report, the other workers write to temporary folders (removed) and return a summary.
+  """
   start = time.time()
+  paths, policy, strategy, builder = _set_up(config)
+  train_ds, val_ds, steps = distributed_datasets(strategy, builder, config)
+  print(f"Training {config.model} on {config.dataset}: {strategy.num_replicas_in_sync} "
+        f"replica(s) under {type(strategy).__name__}, precision {policy}, "
+        f"{steps} steps of {config.batch_size} per epoch; outputs in {config.workdir}", flush=True)
+  summaries.write_hparams(paths.logs, {**config.hparams(), "precision": policy},
+                          run_name=os.path.basename(os.path.abspath(config.workdir)))
+  with strategy.scope():
+    model = build_model(config)
+    compile_model(model, config.learning_rate, config.jit_compile)
+  throughput = callbacks.Throughput(config.batch_size, steps)
+  try:
+    fit_phases(model, strategy, builder, config, paths, throughput,
+               dict(x=train_ds, validation_data=val_ds, steps_per_epoch=steps,
+                    verbose=config.verbose, shuffle=False),  # the dataset shuffles
+               extra_callbacks)
+  finally:
+    workdir.remove_worker_dir(paths)
+  fingerprint = weights_fingerprint(model)
+  print(f"Final weights fingerprint: {fingerprint}", flush=True)
+  if not distribute.is_chief(strategy):
+    return {"model": config.model, "chief": False, "weights_fingerprint": fingerprint}
+  if keras_compat.is_multi_worker(strategy):
+    model = local_copy(model, config)  # predicting under the strategy would need every worker
+  result = evaluate_and_report(model, builder, config, paths, policy, strategy, throughput)
+  result.update(weights_fingerprint=fingerprint, wall_seconds=round(time.time() - start, 1))
+  report.write_report(config.workdir, result)
+  return result
+
+
+def _set_up(config: TrainConfig):
+  """The run's paths, precision policy, strategy and dataset builder (built if needed)."""
   paths = workdir.prepare(config.workdir)
   try:
     policy = distribute.set_precision(config.precision)
@@ -209,45 +247,58 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     print("WARNING: Keras compiles no model holding random preprocessing layers with XLA; "
           "--jit_compile takes effect with --noaugment only", file=sys.stderr, flush=True)
   keras.utils.set_random_seed(config.seed)
-  builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
+  chief = distribute.is_chief(strategy)
+  if chief:  # builds the dataset on first use, alone
+    builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
+    workdir.start_fresh_unless_resuming(paths)
+  distribute.barrier(strategy)
+  if not chief:
+    builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
+    paths = workdir.worker_paths(config.workdir)
   if num_examples(builder, "validation") == 0:
     raise UserError(f"{config.dataset} has no validation split; the checkpoint needs one")
-  workdir.start_fresh_unless_resuming(paths)
-  train_ds, val_ds, steps = distributed_datasets(strategy, builder, config)
-  print(f"Training {config.model} on {config.dataset}: {strategy.num_replicas_in_sync} "
-        f"replica(s) under {type(strategy).__name__}, precision {policy}, "
-        f"{steps} steps of {config.batch_size} per epoch; outputs in {config.workdir}", flush=True)
-  summaries.write_hparams(paths.logs, {**config.hparams(), "precision": policy},
-                          run_name=os.path.basename(os.path.abspath(config.workdir)))
-  with strategy.scope():
-    model = build_model(config)
-    compile_model(model, config.learning_rate, config.jit_compile)
-  throughput = callbacks.Throughput(config.batch_size, steps)
-  fit_phases(model, strategy, builder, config, paths, throughput,
-             dict(x=train_ds, validation_data=val_ds, steps_per_epoch=steps,
-                  verbose=config.verbose, shuffle=False),  # the dataset shuffles
-             extra_callbacks)
-  result = evaluate_and_report(model, builder, config, paths, policy, strategy, throughput)
-  result["wall_seconds"] = round(time.time() - start, 1)
-  report.write_report(config.workdir, result)
-  return result
+  return paths, policy, strategy, builder
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+  """A short hash of every weight: equal on workers that ended in the same state."""
+  digest = hashlib.sha256()
+  for weight in model.get_weights():
+    digest.update(np.ascontiguousarray(weight).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def local_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
+  """The same model and weights outside any strategy (the chief's evaluation and export)."""
+  copy = build_model(dataclasses.replace(config, vgg16_weights="none"))
+  with tempfile.TemporaryDirectory() as folder:  # by layer names, whatever is trainable
+    path = os.path.join(folder, "weights.weights.h5")
+    model.save_weights(path)
+    copy.load_weights(path)
+  return copy
 
 
 def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Paths,
                throughput: callbacks.Throughput, fit_args: Dict, extra_callbacks) -> None:
-  """Trains the model (VGG16: then its top block too), ending on the best epoch's weights."""
+  """Trains the model (VGG16: then its top block too), ending on the best epoch's weights.
+
+  Resume state (backups, the phase-one weights, the history, the best checkpoint) is read from
+  `paths.resume`: the chief's files, also on the other workers of a multi-worker run.
+  """
   fine_tune = config.model == "vgg16" and config.fine_tune_epochs > 0
+  resume = paths.resume
 
-  def phase_callbacks(images, backup):
-    return [*callbacks.create_callbacks(config.model, config.patience, paths, throughput, images,
-                                        backup), *extra_callbacks]
+  def fit_phase(images, backup, restore_from, **epochs):
+    model.fit(**epochs, **fit_args, callbacks=[
+        *callbacks.create_callbacks(config.model, config.patience, paths, throughput, images,
+                                    backup, restore_from), *extra_callbacks])
+    distribute.barrier(strategy)  # the chief has written its checkpoint and history
+    _load_best(model, resume)
 
-  if os.path.exists(paths.phase1):  # phase one finished before a restart
-    model.load_weights(paths.phase1)
+  if os.path.exists(resume.phase1):  # phase one finished before a restart
+    model.load_weights(resume.phase1)
   else:
-    model.fit(epochs=config.epochs, **fit_args,
-              callbacks=phase_callbacks(sample_images(builder, config), paths.backup))
-    _load_best(model, paths)
+    fit_phase(sample_images(builder, config), paths.backup, resume.backup, epochs=config.epochs)
     if fine_tune:
       model.save_weights(paths.phase1)
   if fine_tune:
@@ -256,10 +307,10 @@ def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Pat
       compile_model(model, config.fine_tune_learning_rate, config.jit_compile)
     print(f"Fine-tuning: {unfrozen} layers of VGG16's top block unfrozen, learning rate "
           f"{config.fine_tune_learning_rate}", flush=True)
-    epochs_so_far = len(workdir.read_history(paths.history).get("epoch", []))
-    model.fit(epochs=epochs_so_far + config.fine_tune_epochs, initial_epoch=epochs_so_far,
-              **fit_args, callbacks=phase_callbacks(None, paths.backup_fine_tune))
-    _load_best(model, paths)
+    epochs_so_far = len(workdir.read_history(resume.history).get("epoch", []))
+    fit_phase(None, paths.backup_fine_tune, resume.backup_fine_tune,
+              epochs=epochs_so_far + config.fine_tune_epochs, initial_epoch=epochs_so_far)
+  distribute.barrier(strategy)  # every worker is past reading the phase-one weights
   if os.path.exists(paths.phase1):
     os.remove(paths.phase1)  # the run is finished: a new run in this workdir starts afresh
 

@@ -3,15 +3,21 @@
 import csv
 import os
 import shutil
-from typing import Dict, List
+import tempfile
+from typing import Dict, List, Optional
 
 from bonefrac.cli import UserError
 
 
 class Paths:
-  """Where a run's outputs go inside its workdir."""
+  """Where a run's outputs go inside its workdir.
 
-  def __init__(self, workdir: str):
+  `resume` holds the paths that resume state is read from: these same ones, except on the
+  non-chief workers of a multi-worker run, which write to a temporary folder and read the
+  chief's workdir (`shared`).
+  """
+
+  def __init__(self, workdir: str, shared: Optional[str] = None):
     join = lambda *parts: os.path.join(workdir, *parts)  # noqa: E731
     self.workdir = workdir
     self.logs, self.backup, self.backup_fine_tune = join("logs"), join("backup"), join("backup_ft")
@@ -19,6 +25,7 @@ class Paths:
     self.phase1 = join("checkpoints", "phase1.weights.h5")  # exists only while phase 2 runs
     self.history, self.report = join("training_log.csv"), join("report.json")
     self.model, self.export = join("model.keras"), join("export")
+    self.resume = self if shared is None else Paths(shared)
 
 
 def prepare(workdir: str) -> Paths:
@@ -33,6 +40,18 @@ def prepare(workdir: str) -> Paths:
     raise UserError(f"cannot write to --workdir={workdir} ({e.strerror}); "
                     "choose a folder you can write to") from None
   return Paths(workdir)
+
+
+def worker_paths(shared: str) -> Paths:
+  """A non-chief worker's outputs: a temporary folder (see `remove_worker_dir`)."""
+  temporary = tempfile.mkdtemp(prefix="bonefrac_worker_")
+  os.makedirs(os.path.join(temporary, "checkpoints"))
+  return Paths(temporary, shared=shared)
+
+
+def remove_worker_dir(paths: Paths) -> None:
+  if paths.resume is not paths:
+    shutil.rmtree(paths.workdir, ignore_errors=True)
 
 
 def start_fresh_unless_resuming(paths: Paths) -> None:

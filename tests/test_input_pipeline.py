@@ -160,3 +160,23 @@ def test_a_keras_model_trains_on_the_pipeline(builder):
   model.compile(optimizer="adam", loss="binary_crossentropy")
   history = model.fit(train, epochs=1, verbose=0)
   assert np.isfinite(history.history["loss"][0])
+
+
+def test_one_affine_warp_keeps_a_thin_line_sharper_than_three_resamplings():
+  import keras
+  from keras import layers
+  images = np.full((32, 64, 64, 1), 200, np.float32)
+  images[:, :, 31] = 60  # a 1 px dark line, like a fracture gap at 224 px
+  three = keras.Sequential([layers.RandomRotation(0.03, fill_mode="constant", seed=0),
+                            layers.RandomZoom(0.1, fill_mode="constant", seed=0),
+                            layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=0)])
+  one = augment.RandomAffine(0.03, 0.1, 0.05, seed=0)
+
+  def line_depth(layer):
+    out = np.asarray(layer(images, training=True))[:, 16:48, 8:56, 0]
+    return float((200 - out.min(axis=2)).mean())  # how dark the line stays, row by row
+
+  assert line_depth(one) > 1.1 * line_depth(three)
+  assert np.array_equal(np.asarray(one(images, training=False)), images)
+  unchanged = np.asarray(augment.RandomAffine(0.0, 0.0, 0.0)(images, training=True))
+  np.testing.assert_allclose(unchanged, images, atol=1e-3)

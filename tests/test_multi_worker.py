@@ -1,0 +1,178 @@
+"""MultiWorkerMirroredStrategy across processes on 127.0.0.1, and the cluster derivations.
+
+Run them alone with `python -m pytest -m multiworker`.
+"""
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from bonefrac import distribute, keras_compat
+
+pytestmark = pytest.mark.multiworker
+
+DATASET = "bone_fracture/synthetic_small"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH = os.path.join(ROOT, "launch")
+sys.path.insert(0, LAUNCH)
+import local_procs  # noqa: E402
+import local_workers  # noqa: E402
+import tf_config  # noqa: E402
+
+
+def train_flags(data_dir, workdir, *extra):
+  # No augmentation or dropout: the same examples give the same loss on any number of workers.
+  return [f"--dataset={DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}",
+          "--image_size=32", "--batch_size=8", "--dense_units=16", "--dropout=0", "--noaugment",
+          "--verbose=2", *extra]
+
+
+def environment(tmp_path, **extra):
+  # TMPDIR: the workers' temporary folders land where the test can see that they are gone.
+  return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3",
+          "TMPDIR": str(tmp_path), **extra}
+
+
+def launch_workers(tmp_path, flags, workers=2, **env):
+  return subprocess.run([sys.executable, os.path.join(LAUNCH, "local_workers.py"),
+                         f"--workers={workers}", "--", *flags], capture_output=True, text=True,
+                        timeout=300, env=environment(tmp_path, **env))
+
+
+def epoch_log(workdir):
+  with open(os.path.join(workdir, "training_log.csv")) as f:
+    return {key: float(value) for key, value in next(csv.DictReader(f)).items()}
+
+
+def fingerprints(output):
+  return dict(re.findall(r"\[(worker\d)\] Final weights fingerprint: (\w+)", output))
+
+
+@pytest.fixture(scope="module")
+def two_workers(small_data_dir, tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("mwm")
+  result = launch_workers(tmp, train_flags(small_data_dir, tmp / "run", "--epochs=1",
+                                           "--strategy=multi_worker_mirrored"))
+  return tmp, result
+
+
+def test_two_workers_train_and_end_with_the_same_weights(two_workers):
+  tmp, result = two_workers
+  assert result.returncode == 0, result.stdout[-3000:]
+  assert "worker0: exit status 0" in result.stdout and "worker1: exit status 0" in result.stdout
+  assert "2 replica(s) under CollectiveAllReduceStrategy" in result.stdout
+  prints = fingerprints(result.stdout)
+  assert set(prints) == {"worker0", "worker1"} and prints["worker0"] == prints["worker1"]
+
+
+def test_only_the_chief_writes_and_the_others_clean_up(two_workers):
+  tmp, _ = two_workers
+  report = json.loads((tmp / "run" / "report.json").read_text())
+  assert report["strategy"] == "CollectiveAllReduceStrategy" and report["replicas"] == 2
+  assert (tmp / "run" / "logs" / "train").is_dir() and (tmp / "run" / "export").is_dir()
+  assert not list(tmp.glob("bonefrac_worker_*"))  # worker 1's temporary outputs are gone
+
+
+def test_the_loss_matches_one_process_with_the_same_global_batch(small_data_dir, tmp_path):
+  # At learning rate 0 both runs keep the same initial weights, so the losses compare the
+  # distributed forward pass and the averaging of the loss over workers. The training loss
+  # uses batch-norm statistics of each worker's 4 images (one process: of the same 8 ...
+  # different groups of 8), which moves it by up to a third at initialisation; the validation
+  # loss (moving statistics) must agree closely. Summing instead of averaging would double both.
+  flags = ["--epochs=1", "--learning_rate=0"]
+  workers = launch_workers(tmp_path, train_flags(small_data_dir, tmp_path / "mwm", *flags,
+                                                 "--strategy=multi_worker_mirrored"))
+  assert workers.returncode == 0, workers.stdout[-3000:]
+  single = subprocess.run([sys.executable, "-m", "bonefrac.train", *flags,
+                           *train_flags(small_data_dir, tmp_path / "single")],
+                          capture_output=True, text=True, timeout=300, env=environment(tmp_path))
+  assert single.returncode == 0, single.stderr[-2000:]
+  distributed, alone = epoch_log(tmp_path / "mwm"), epoch_log(tmp_path / "single")
+  assert distributed["val_loss"] == pytest.approx(alone["val_loss"], rel=0.02)
+  assert distributed["loss"] == pytest.approx(alone["loss"], rel=0.35)
+
+
+def test_a_killed_worker_and_a_restart_resume_at_the_next_epoch(small_data_dir, tmp_path):
+  flags = train_flags(small_data_dir, tmp_path / "run", "--epochs=4",
+                      "--strategy=multi_worker_mirrored")
+  ports = [local_procs.free_port() for _ in range(2)]
+  procs = [subprocess.Popen([sys.executable, "-m", "bonefrac.train", *flags],
+                            env=environment(tmp_path, TF_CONFIG=local_workers.tf_config(ports, i)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           for i in range(2)]
+  metadata = tmp_path / "run" / "backup" / "training_metadata.json"
+  deadline = time.time() + 240
+  while not metadata.exists() and time.time() < deadline and procs[0].poll() is None:
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGKILL)  # a worker dies after the first epoch ...
+  procs[0].send_signal(signal.SIGKILL)  # ... and the job goes down with it
+  for proc in procs:
+    proc.wait()
+  finished = json.loads(metadata.read_text())["epoch"]
+  assert 1 <= finished < 4
+  result = launch_workers(tmp_path, flags)
+  assert result.returncode == 0, result.stdout[-3000:]
+  for worker in ("worker0", "worker1"):
+    epochs = re.findall(rf"\[{worker}\] Epoch (\d+)/4", result.stdout)
+    assert epochs[0] == str(finished + 1), (worker, epochs)  # both resume, none starts over
+  with open(tmp_path / "run" / "training_log.csv") as f:
+    assert [int(row["epoch"]) for row in csv.DictReader(f)][-1] == 3
+
+
+def test_without_the_keras_fix_fit_fails_as_reported_upstream(small_data_dir, tmp_path):
+  result = launch_workers(tmp_path, train_flags(small_data_dir, tmp_path / "run", "--epochs=1",
+                                                "--strategy=multi_worker_mirrored"),
+                          BONEFRAC_KERAS_FIX="0")
+  assert result.returncode != 0
+  assert "Attempt to convert a value (PerReplica" in result.stdout  # keras-team/keras#20585
+
+
+def test_the_keras_fix_is_version_checked():
+  assert keras_compat.needed("3.0.5") and keras_compat.needed("3.15.1")
+  assert not keras_compat.needed("3.16.0") and not keras_compat.needed("2.15.0")
+
+
+def test_the_kubernetes_derivation_for_a_3_worker_job():
+  specs = [tf_config.tf_config({"JOB_COMPLETION_INDEX": str(i), "WORKERS": "3",
+                                "JOB_NAME": "bonefrac", "PORT": "2222"}) for i in range(3)]
+  hosts = ["bonefrac-0.bonefrac:2222", "bonefrac-1.bonefrac:2222", "bonefrac-2.bonefrac:2222"]
+  assert all(spec["cluster"] == {"worker": hosts} for spec in specs)
+  assert [spec["task"] for spec in specs] == [{"type": "worker", "index": i} for i in range(3)]
+
+
+def test_the_kubernetes_manifests_are_valid_and_agree_with_the_derivation():
+  with open(os.path.join(LAUNCH, "k8s", "indexed-job.yaml")) as f:
+    service, job = yaml.safe_load_all(f)
+  assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "None"
+  spec = job["spec"]
+  assert spec["completionMode"] == "Indexed" and spec["completions"] == 3
+  pod = spec["template"]["spec"]
+  assert pod["subdomain"] == service["metadata"]["name"]
+  env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+  assert env["WORKERS"] == str(spec["completions"]) and env["JOB_NAME"] == job["metadata"]["name"]
+  assert "launch/tf_config.py" in pod["containers"][0]["args"][0]
+  with open(os.path.join(LAUNCH, "k8s", "tfjob.yaml")) as f:
+    tfjob = yaml.safe_load(f)
+  assert tfjob["kind"] == "TFJob" and tfjob["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 3
+  with open(os.path.join(LAUNCH, "k8s", "tensorboard.yaml")) as f:
+    assert [d["kind"] for d in yaml.safe_load_all(f)] == ["Deployment", "Service"]
+
+
+def test_the_slurm_derivation_for_a_3_worker_job(monkeypatch):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  for key, value in {"SLURM_PROCID": "2", "SLURM_STEP_NUM_TASKS": "3",
+                     "SLURM_STEP_NODELIST": "gpu[07-09]", "SLURM_STEP_TASKS_PER_NODE": "1(x3)"}.items():
+    monkeypatch.setenv(key, value)
+  resolver = distribute.slurm_cluster_resolver(gpus_per_node=0)
+  assert resolver.cluster_spec().as_dict() == {"worker": ["gpu07:8888", "gpu08:8888", "gpu09:8888"]}
+  assert (resolver.task_type, resolver.task_id) == ("worker", 2)
+  monkeypatch.setenv("TF_CONFIG", "{}")
+  assert distribute.slurm_cluster_resolver(gpus_per_node=0) is None  # TF_CONFIG wins
