@@ -57,6 +57,21 @@ def training_curves_figure(history: Mapping[str, Sequence[float]]):
   return fig
 
 
+def gradcam_figure(image: np.ndarray, heatmap: np.ndarray, title: str):
+  """The grey image [h, w, 1] and the same image under its Grad-CAM map [h, w], side by side."""
+  fig, axes = plt.subplots(1, 2, figsize=(8, 4.4), dpi=100)
+  grey = np.asarray(image)[..., 0]
+  for ax in axes:
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=255)
+    ax.axis("off")
+  axes[1].imshow(heatmap, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+  axes[0].set_title("image")
+  axes[1].set_title("Grad-CAM of the fracture probability")
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  return fig
+
+
 def to_png(fig) -> bytes:
   """Renders and closes `fig`."""
   buffer = io.BytesIO()

@@ -19,3 +19,32 @@ def small_data_dir(tmp_path_factory):
   config = bf.BoneFractureConfig(name="synthetic_small", synthetic_splits=SMALL_SPLITS)
   bonefrac_tfds.BoneFracture(config=config, data_dir=data_dir).download_and_prepare()
   return data_dir
+
+
+def dicom_bytes(pixels, photometric="MONOCHROME2", bits_stored=None, window=None, rescale=None):
+  """A minimal uncompressed DICOM file (written with pydicom) holding `pixels` (2-D uint)."""
+  import io
+  import numpy as np
+  from pydicom.dataset import Dataset, FileMetaDataset
+  from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+  pixels = np.asarray(pixels)
+  ds = Dataset()
+  ds.file_meta = FileMetaDataset()
+  ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+  ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+  ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+  ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
+  ds.Modality = "DX"
+  ds.Rows, ds.Columns = pixels.shape
+  ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+  ds.BitsAllocated = 8 if pixels.dtype == np.uint8 else 16
+  ds.BitsStored = bits_stored or ds.BitsAllocated
+  ds.HighBit, ds.PixelRepresentation = ds.BitsStored - 1, 0
+  if window:
+    ds.WindowCenter, ds.WindowWidth = window
+  if rescale:
+    ds.RescaleSlope, ds.RescaleIntercept = rescale
+  ds.PixelData = pixels.tobytes()
+  buffer = io.BytesIO()
+  ds.save_as(buffer, enforce_file_format=True)
+  return buffer.getvalue()

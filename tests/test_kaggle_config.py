@@ -155,3 +155,24 @@ def test_tfds_build_command(tmp_path):
   bad = _tfds_build("--manual_dir", str(tmp_path / "elsewhere"), "--data_dir", str(tmp_path / "d2"))
   assert bad.returncode != 0
   assert str(tmp_path / "elsewhere") in bad.stderr and "does not exist" in bad.stderr
+
+
+@pytest.mark.parametrize("with_pydicom", [True, False])
+def test_dicom_files_are_kept_with_pydicom_and_skipped_with_a_reason_without(
+    tmp_path, monkeypatch, with_pydicom):
+  pytest.importorskip("pydicom")
+  from conftest import dicom_bytes
+  _write(tmp_path / "train" / "fractured", 2)
+  _write(tmp_path / "train" / "not fractured", 2)
+  scan = np.tile(np.arange(48, dtype=np.uint16) * 80, (40, 1))  # 12-bit data
+  (tmp_path / "train" / "fractured" / "scan.dcm").write_bytes(dicom_bytes(scan, bits_stored=12))
+  if not with_pydicom:
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+  builder = build(tmp_path, tmp_path / "out")
+  names = {ex["filename"].decode() for ex in examples(builder, "train")}
+  skipped = build_report.read(builder.data_dir)["splits"]["train"]["skipped_files"]
+  if with_pydicom:
+    assert "fractured/scan.dcm" in names and not skipped
+  else:
+    assert "fractured/scan.dcm" not in names and len(names) == 4
+    assert [s["reason"] for s in skipped] == ["dicom_unsupported"]

@@ -17,7 +17,8 @@ MAX_PIXELS = 60_000_000
 MIN_SIDE = 32  # smaller is an icon or a thumbnail, not a radiograph
 # Names that are never data, whatever their content (OS and zip leftovers).
 JUNK_NAMES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                  ".dcm"}
 
 
 class ImageRejected(ValueError):
@@ -65,7 +66,7 @@ def decode_grey(data: bytes) -> Tuple[np.ndarray, Image.Image]:
     raise ImageRejected("too_large", str(e)) from None
   except Exception as e:  # PIL raises many types for corrupt headers
     raise ImageRejected("undecodable", f"{type(e).__name__}: {e}") from None
-  _check_size(*image.size)
+  check_size(*image.size)
   try:
     image.load()  # a truncated file fails here ("image file is truncated")
     # A mode that converts badly must cost one file, never the whole build.
@@ -79,17 +80,26 @@ def prepare_for_storage(data: bytes) -> bytes:
 
   Grey and YCbCr JPEGs are stored byte for byte: no generation loss, no encoding time, and
   decoding them with one channel gives the same luminance that PIL's grey conversion gives.
-  Everything else (PNG, CMYK JPEG, 16-bit, alpha, palette) is stored as a lossless 8-bit grey PNG.
+  Everything else (PNG, CMYK JPEG, 16-bit, alpha, palette, DICOM) is stored as a lossless
+  8-bit grey PNG.
   """
+  from bonefrac_tfds.bone_fracture import dicom  # it imports this module
+  if dicom.is_dicom(data):
+    return encode_png(dicom.decode_grey(data))
   grey, image = decode_grey(data)
   if image.format == "JPEG" and image.mode in ("L", "RGB"):
     return data
+  return encode_png(grey)
+
+
+def encode_png(grey: np.ndarray) -> bytes:
+  """uint8 grey [h, w] as lossless PNG bytes."""
   buffer = io.BytesIO()
   Image.fromarray(grey, mode="L").save(buffer, format="PNG")
   return buffer.getvalue()
 
 
-def _check_size(width: int, height: int) -> None:
+def check_size(width: int, height: int) -> None:
   if width * height > MAX_PIXELS:
     raise ImageRejected("too_large", f"{width}x{height} px is over {MAX_PIXELS:,} pixels")
   if min(width, height) < MIN_SIDE:
@@ -99,7 +109,7 @@ def _check_size(width: int, height: int) -> None:
 def _to_grey(image: Image.Image) -> np.ndarray:
   """8-bit grey from any mode PIL opens JPEG and PNG in."""
   if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-    return _high_depth_to_8bit(np.asarray(image))
+    return high_depth_to_8bit(np.asarray(image))
   if image.mode == "CMYK":
     image = image.convert("RGB")
   if image.mode != "L":
@@ -107,7 +117,7 @@ def _to_grey(image: Image.Image) -> np.ndarray:
   return np.asarray(image, dtype=np.uint8)
 
 
-def _high_depth_to_8bit(values: np.ndarray) -> np.ndarray:
+def high_depth_to_8bit(values: np.ndarray) -> np.ndarray:
   """Scales 9-16 bit values by the bit depth actually used (12-bit data is common in 16-bit files).
 
   Scaling by the depth rather than by each image's min/max keeps relative exposure between

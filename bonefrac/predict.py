@@ -1,0 +1,67 @@
+"""`python -m bonefrac.predict FILE_OR_FOLDER ... --model_dir=RUN`: fracture probabilities.
+
+Prints a table (and writes it with --output as CSV or JSON); --gradcam DIR writes a PNG per
+image with its Grad-CAM overlay. Exit status 0 when every file was scored, 1 when some could
+not be read (they have their own rows), 2 for a usage error.
+"""
+
+import os
+import sys
+
+from absl import flags
+
+from bonefrac import cli, gradcam, plots, predict_lib, tables
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", "runs/bonefrac", "A training workdir, a .keras file or an "
+                    "export/ SavedModel.")
+flags.DEFINE_string("output", None, "Write the table here: .csv or .json.")
+flags.DEFINE_string("gradcam", None, "Folder for Grad-CAM overlays (Keras models only).")
+flags.DEFINE_integer("batch_size", 32, "Images per forward pass.", lower_bound=1)
+
+
+def main(argv):
+  inputs = argv[1:]
+  if not inputs:
+    raise cli.UserError("give one or more image files or folders, e.g. "
+                        "python -m bonefrac.predict xray.jpg scans/ --model_dir=runs/bonefrac")
+  if FLAGS.output and not FLAGS.output.lower().endswith((".csv", ".json")):
+    raise cli.UserError(f"--output={FLAGS.output}: name a .csv or .json file")
+  model = predict_lib.load_model(FLAGS.model_dir)
+  if FLAGS.gradcam and model.keras_model is None:
+    raise cli.UserError("--gradcam needs a Keras model: pass the training workdir or its "
+                        "model.keras as --model_dir, not the export/ SavedModel")
+  files = predict_lib.find_files(inputs)
+  predictions = predict_lib.predict_files(model, files, FLAGS.batch_size)
+  table = predict_lib.rows(predictions, model.thresholds)
+  print(tables.markdown_table(table), end="", flush=True)
+  if FLAGS.output:
+    predict_lib.write_output(table, FLAGS.output)
+  if FLAGS.gradcam:
+    write_gradcams(model, predictions, FLAGS.gradcam)
+  failed = [p for p in predictions if p.error]
+  for p in failed:
+    print(f"error: {p.path}: {p.error}", file=sys.stderr)
+  print(f"{len(predictions) - len(failed)} of {len(predictions)} files scored"
+        f"{'; ' + str(len(failed)) + ' could not be read' if failed else ''}", flush=True)
+  sys.exit(1 if failed else 0)
+
+
+def write_gradcams(model, predictions, folder: str) -> None:
+  """One PNG per scored file: the image beside its Grad-CAM overlay."""
+  os.makedirs(folder, exist_ok=True)
+  scored = [p for p in predictions if p.error is None]
+  for start in range(0, len(scored), FLAGS.batch_size):
+    batch = scored[start:start + FLAGS.batch_size]
+    pixels = model.pixels([predict_lib.read_for_model(p.path) for p in batch])
+    maps = gradcam.heatmaps(model.keras_model, pixels)
+    for i, (p, image, heat) in enumerate(zip(batch, pixels, maps), start=start):
+      name = f"{i:04d}_{os.path.splitext(os.path.basename(p.path))[0]}.png"
+      title = f"{p.path}: fracture probability {p.probability:.3f}"
+      plots.save_png(plots.gradcam_figure(image, heat, title), os.path.join(folder, name))
+  print(f"Grad-CAM overlays: {len(scored)} PNGs in {folder}", flush=True)
+
+
+if __name__ == "__main__":
+  cli.run(main)

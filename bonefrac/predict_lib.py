@@ -1,0 +1,158 @@
+"""Inference on files and folders: read (JPEG, PNG, DICOM), preprocess as training did, score.
+
+A file goes through the dataset builder's own reader (`image_files.prepare_for_storage`, which
+also turns DICOM into grey) and then the training pipeline's `decode_and_resize`, so it gets
+the probability it would get in evaluation. A bad file costs its own row, never the others.
+"""
+
+import csv
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bonefrac import augment  # noqa: F401  (registers the custom layers for safe loading)
+from bonefrac import export, input_pipeline
+from bonefrac.cli import UserError
+from bonefrac_tfds.bone_fracture import image_files
+
+FOLDER_SUFFIXES = image_files.IMAGE_SUFFIXES  # what a folder walk picks up (.dcm included)
+
+
+@dataclasses.dataclass
+class Prediction:
+  path: str
+  probability: Optional[float] = None
+  error: Optional[str] = None
+
+
+@dataclasses.dataclass
+class LoadedModel:
+  """A Keras model (Grad-CAM possible) or a SavedModel signature, and its thresholds."""
+
+  source: str
+  image_size: int
+  thresholds: Dict[str, float]  # "threshold" (the model's), maybe "high_sensitivity"
+  keras_model: Optional[keras.Model] = None
+  signature: Optional[object] = None
+
+  def probabilities(self, encoded: Sequence[bytes]) -> np.ndarray:
+    if self.keras_model is None:
+      out = self.signature(images=tf.constant(list(encoded)))[export.OUTPUT]
+      return out.numpy().reshape(-1).astype(float)
+    return self.keras_model.predict_on_batch(self.pixels(encoded)).reshape(-1).astype(float)
+
+  def pixels(self, encoded: Sequence[bytes]) -> np.ndarray:
+    """uint8 [n, size, size, 1], exactly as the evaluation pipeline makes them."""
+    return np.stack([input_pipeline.decode_and_resize(e, self.image_size).numpy() for e in encoded])
+
+
+def load_model(path: str) -> LoadedModel:
+  """A training workdir, a `.keras` file or an `export/` SavedModel; Keras files in safe mode."""
+  if os.path.isdir(path) and os.path.exists(os.path.join(path, "model.keras")):
+    return _load_keras(os.path.join(path, "model.keras"), os.path.join(path, "report.json"))
+  if os.path.isfile(path) and path.endswith(".keras"):
+    return _load_keras(path, os.path.join(os.path.dirname(path), "report.json"))
+  if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+    signature = tf.saved_model.load(path).signatures[export.SIGNATURE]
+    size = _exported_image_size(path)
+    return LoadedModel(path, size, _thresholds(os.path.join(os.path.dirname(
+        os.path.abspath(path)), "report.json")), signature=signature)
+  raise UserError(f"--model_dir={path}: not a training workdir (with model.keras), a .keras file "
+                  "or an export/ SavedModel")
+
+
+def _load_keras(path: str, report_path: str) -> LoadedModel:
+  try:
+    model = keras.models.load_model(path, safe_mode=True, compile=False)
+  except Exception as e:
+    raise UserError(f"cannot load {path} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+  return LoadedModel(path, int(model.inputs[0].shape[1]), _thresholds(report_path),
+                     keras_model=model)
+
+
+def _exported_image_size(path: str) -> int:
+  report = os.path.join(os.path.dirname(os.path.abspath(path)), "report.json")
+  if os.path.exists(report):
+    with open(report) as f:
+      return int(json.load(f)["config"]["image_size"])
+  return 224  # the SavedModel resizes inside; the size only matters for Grad-CAM, not offered here
+
+
+def _thresholds(report_path: str) -> Dict[str, float]:
+  """The report's threshold (0.5 without one) and its high-sensitivity threshold, if any."""
+  if not os.path.exists(report_path):
+    return {"threshold": 0.5}
+  with open(report_path) as f:
+    report = json.load(f)
+  thresholds = {"threshold": float(report.get("threshold", 0.5))}
+  high = report.get("high_sensitivity") or {}
+  if high.get("threshold") is not None:
+    thresholds["high_sensitivity"] = float(high["threshold"])
+  return thresholds
+
+
+def find_files(inputs: Sequence[str]) -> List[str]:
+  """Files as given, and folders walked recursively for image and DICOM files (sorted)."""
+  files = []
+  for item in inputs:
+    if os.path.isdir(item):
+      for root, dirs, names in os.walk(item):
+        dirs[:] = sorted(d for d in dirs if not image_files.is_junk_name(d))
+        files += [os.path.join(root, n) for n in sorted(names)
+                  if not image_files.is_junk_name(n) and image_files.looks_like_image_name(n)]
+    else:
+      files.append(item)  # missing or odd files get their own error row
+  return files
+
+
+def read_for_model(path: str) -> bytes:
+  """The bytes the dataset would store for this file (checked, grey; DICOM converted)."""
+  with open(path, "rb") as f:
+    return image_files.prepare_for_storage(f.read())
+
+
+def predict_files(model: LoadedModel, files: Sequence[str], batch_size: int = 32) -> List[Prediction]:
+  """One Prediction per file, in order; unreadable files carry their error instead."""
+  predictions = [Prediction(path) for path in files]
+  encoded, index = [], []
+  for i, prediction in enumerate(predictions):
+    try:
+      encoded.append(read_for_model(prediction.path))
+      index.append(i)
+    except (OSError, image_files.ImageRejected) as e:
+      prediction.error = getattr(e, "strerror", None) or str(e)
+  for start in range(0, len(encoded), batch_size):
+    scores = model.probabilities(encoded[start:start + batch_size])
+    for i, score in zip(index[start:start + batch_size], scores):
+      predictions[i].probability = float(score)
+  return predictions
+
+
+def rows(predictions: Sequence[Prediction], thresholds: Dict[str, float]) -> List[Dict]:
+  """Table rows: file, probability, the decision at each threshold, or the error."""
+  out = []
+  for p in predictions:
+    row = {"file": p.path, "fracture_probability": p.probability}
+    for name, value in thresholds.items():
+      key = "fractured" if name == "threshold" else f"fractured_at_{name}"
+      row[key] = None if p.probability is None else p.probability >= value
+    row["error"] = p.error
+    out.append(row)
+  return out
+
+
+def write_output(table: List[Dict], path: str) -> None:
+  """CSV or JSON, chosen by the file's extension."""
+  if path.lower().endswith(".json"):
+    with open(path, "w") as f:
+      json.dump(table, f, indent=2)
+    return
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["file"])
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in table)
