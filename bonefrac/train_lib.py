@@ -6,23 +6,20 @@
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
-from bonefrac import (augment, callbacks, distribute, export, input_pipeline, keras_compat,
+from bonefrac import (augment, callbacks, distribute, evaluate, input_pipeline, keras_compat,
                       models, report, summaries, workdir)
-from bonefrac.callbacks import MONITOR
 from bonefrac.cli import UserError
 
 VGG16_NOTOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -173,7 +170,7 @@ def distributed_datasets(strategy, builder, config: TrainConfig):
 
 
 def num_examples(builder, split: str) -> int:
-  return int(builder.info.splits[split].num_examples) if split in builder.info.splits else 0
+  return evaluate.num_examples(builder, split)
 
 
 def sample_images(builder, config: TrainConfig, count: int = 16) -> np.ndarray:
@@ -182,17 +179,6 @@ def sample_images(builder, config: TrainConfig, count: int = 16) -> np.ndarray:
                                      image_size=config.image_size, cache=None)
   images, _ = next(iter(ds))
   return images.numpy()
-
-
-def labels_and_filenames(builder, split: str):
-  """Labels and filenames of `split` in the evaluation order of `create_dataset`."""
-  ds = builder.as_dataset(split=split, shuffle_files=False,
-                          decoders={"image": tfds.decode.SkipDecoding()})
-  labels, names = [], []
-  for ex in tfds.as_numpy(ds.map(lambda ex: (ex["label"], ex["filename"]))):
-    labels.append(int(ex[0]))
-    names.append(ex[1].decode())
-  return np.array(labels, int), names
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -228,7 +214,8 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
     return {"model": config.model, "chief": False, "weights_fingerprint": fingerprint}
   if keras_compat.is_multi_worker(strategy):
     model = local_copy(model, config)  # predicting under the strategy would need every worker
-  result = evaluate_and_report(model, builder, config, paths, policy, strategy, throughput)
+  result = evaluate.evaluate_and_report(model, builder, config, paths, policy, strategy,
+                                        throughput)
   result.update(weights_fingerprint=fingerprint, wall_seconds=round(time.time() - start, 1))
   report.write_report(config.workdir, result)
   return result
@@ -315,69 +302,7 @@ def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Pat
     os.remove(paths.phase1)  # the run is finished: a new run in this workdir starts afresh
 
 
-def evaluate_and_report(model, builder, config: TrainConfig, paths: workdir.Paths, policy: str,
-                        strategy, throughput: callbacks.Throughput) -> Dict:
-  """Evaluates on test (validation when there is none), writes plots, exports; the report."""
-  split = "test" if num_examples(builder, "test") else "validation"
-  if split != "test":
-    print(f"WARNING: {config.dataset} has no test split; evaluating on validation, "
-          "which also chose the checkpoint (optimistic)", file=sys.stderr, flush=True)
-  labels, names = labels_and_filenames(builder, split)
-  probabilities = predict(model, builder, split, config)
-  val_labels, val_probabilities = labels, probabilities
-  if split != "validation":
-    val_labels = labels_and_filenames(builder, "validation")[0]
-    val_probabilities = predict(model, builder, "validation", config)
-  metrics = report.evaluate(labels, probabilities, validation_labels=val_labels,
-                            validation_probabilities=val_probabilities)
-  history = workdir.read_history(paths.history)
-  workdir.write_predictions(os.path.join(config.workdir, f"predictions_{split}.csv"), names,
-                            labels, probabilities)
-  plots = report.write_plots(config.workdir, labels, probabilities, metrics["confusion_matrix"],
-                             history)
-  epochs_run = len(history.get("epoch", []))
-  summaries.write_pr_curve(os.path.join(paths.logs, "evaluation"), labels, probabilities,
-                           step=epochs_run, name=split)
-  model.save(paths.model)
-  export.export_saved_model(model, paths.export, config.image_size)
-  val_auc = history.get(MONITOR, [])
-  best_epoch = int(np.argmax(val_auc)) + 1 if val_auc else None
-  return {
-      "model": config.model, "dataset": config.dataset, "split": split, **metrics,
-      "epochs_run": epochs_run, "best_epoch": best_epoch,
-      "best_val_auc": float(max(val_auc)) if val_auc else None,
-      "train_images_per_second": throughput.steady(),
-      "parameters": int(model.count_params()),
-      "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-      "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-      "devices": replica_devices(strategy),
-      "dtype_policy": policy, "config": _jsonable(dataclasses.asdict(config)),
-      "outputs": {"model": "model.keras", "export": "export", "logs": "logs", "plots": plots,
-                  "predictions": f"predictions_{split}.csv", "history": "training_log.csv"},
-  }
-
-
-def replica_devices(strategy) -> List[str]:
-  """The devices the replicas ran on (the default strategy: the one device TensorFlow picks)."""
-  try:
-    return list(strategy.extended.worker_devices)
-  except RuntimeError:
-    return [tf.config.list_logical_devices()[0].name]
-
-
-def predict(model, builder, split: str, config: TrainConfig) -> np.ndarray:
-  """Fracture probabilities of `split` in its evaluation order."""
-  ds = input_pipeline.create_dataset(builder, split, batch_size=config.batch_size, training=False,
-                                     image_size=config.image_size, keep_aspect=config.keep_aspect,
-                                     cache=None)
-  return model.predict(ds, verbose=0).reshape(-1).astype(float)
-
-
 def _load_best(model, paths: workdir.Paths) -> None:
   """The best epoch by validation AUC (EarlyStopping's copy is lost when a run restarts)."""
   if os.path.exists(paths.best):
     model.load_weights(paths.best)
-
-
-def _jsonable(value):
-  return json.loads(json.dumps(value, default=list))

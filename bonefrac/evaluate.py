@@ -1,0 +1,91 @@
+"""The end of a training run: evaluate the held-out split, write predictions, plots, export."""
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from bonefrac import callbacks, export, input_pipeline, report, summaries, workdir
+from bonefrac.callbacks import MONITOR
+
+
+def num_examples(builder, split: str) -> int:
+  return int(builder.info.splits[split].num_examples) if split in builder.info.splits else 0
+
+
+def labels_and_filenames(builder, split: str):
+  """Labels and filenames of `split` in the evaluation order of `create_dataset`."""
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={"image": tfds.decode.SkipDecoding()})
+  labels, names = [], []
+  for ex in tfds.as_numpy(ds.map(lambda ex: (ex["label"], ex["filename"]))):
+    labels.append(int(ex[0]))
+    names.append(ex[1].decode())
+  return np.array(labels, int), names
+
+
+def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: str,
+                        strategy, throughput: callbacks.Throughput) -> Dict:
+  """Evaluates on test (validation when there is none), writes plots, exports; the report."""
+  split = "test" if num_examples(builder, "test") else "validation"
+  if split != "test":
+    print(f"WARNING: {config.dataset} has no test split; evaluating on validation, "
+          "which also chose the checkpoint (optimistic)", file=sys.stderr, flush=True)
+  labels, names = labels_and_filenames(builder, split)
+  probabilities = predict(model, builder, split, config)
+  val_labels, val_probabilities = labels, probabilities
+  if split != "validation":
+    val_labels = labels_and_filenames(builder, "validation")[0]
+    val_probabilities = predict(model, builder, "validation", config)
+  metrics = report.evaluate(labels, probabilities, validation_labels=val_labels,
+                            validation_probabilities=val_probabilities)
+  history = workdir.read_history(paths.history)
+  workdir.write_predictions(os.path.join(config.workdir, f"predictions_{split}.csv"), names,
+                            labels, probabilities)
+  plots = report.write_plots(config.workdir, labels, probabilities, metrics["confusion_matrix"],
+                             history)
+  epochs_run = len(history.get("epoch", []))
+  summaries.write_pr_curve(os.path.join(paths.logs, "evaluation"), labels, probabilities,
+                           step=epochs_run, name=split)
+  model.save(paths.model)
+  export.export_saved_model(model, paths.export, config.image_size)
+  val_auc = history.get(MONITOR, [])
+  best_epoch = int(np.argmax(val_auc)) + 1 if val_auc else None
+  return {
+      "model": config.model, "dataset": config.dataset, "split": split, **metrics,
+      "epochs_run": epochs_run, "best_epoch": best_epoch,
+      "best_val_auc": float(max(val_auc)) if val_auc else None,
+      "train_images_per_second": throughput.steady(),
+      "parameters": int(model.count_params()),
+      "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+      "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+      "devices": replica_devices(strategy),
+      "dtype_policy": policy, "config": _jsonable(dataclasses.asdict(config)),
+      "outputs": {"model": "model.keras", "export": "export", "logs": "logs", "plots": plots,
+                  "predictions": f"predictions_{split}.csv", "history": "training_log.csv"},
+  }
+
+
+def replica_devices(strategy) -> List[str]:
+  """The devices the replicas ran on (the default strategy: the one device TensorFlow picks)."""
+  try:
+    return list(strategy.extended.worker_devices)
+  except RuntimeError:
+    return [tf.config.list_logical_devices()[0].name]
+
+
+def predict(model, builder, split: str, config) -> np.ndarray:
+  """Fracture probabilities of `split` in its evaluation order."""
+  ds = input_pipeline.create_dataset(builder, split, batch_size=config.batch_size, training=False,
+                                     image_size=config.image_size, keep_aspect=config.keep_aspect,
+                                     cache=None)
+  return model.predict(ds, verbose=0).reshape(-1).astype(float)
+
+
+def _jsonable(value):
+  return json.loads(json.dumps(value, default=list))
