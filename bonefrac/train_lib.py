@@ -34,7 +34,7 @@ class TrainConfig:
   data_dir: Optional[str] = None
   manual_dir: Optional[str] = None  # for building bone_fracture/kaggle on the fly
   workdir: str = "runs/bonefrac"
-  epochs: int = 12
+  epochs: int = 22  # the CNN finds the break after about 17 (BUILD_NOTES.md)
   batch_size: int = 16  # global: split over the replicas (16: see BUILD_NOTES.md, recipe)
   image_size: int = 224
   learning_rate: float = 1e-3
@@ -50,6 +50,7 @@ class TrainConfig:
   jit_compile: bool = False
   seed: int = 0
   patience: Optional[int] = None  # None: 5 for the CNN, 3 for VGG16
+  early_stopping_start: Optional[int] = None  # None: epoch 18 for the CNN, 0 for VGG16
   balance_classes: bool = False
   keep_aspect: bool = False
   cache: Optional[str] = "memory"
@@ -277,8 +278,9 @@ def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Pat
 
   def fit_phase(images, backup, restore_from, **epochs):
     model.fit(**epochs, **fit_args, callbacks=[
-        *callbacks.create_callbacks(config.model, config.patience, paths, throughput, images,
-                                    backup, restore_from), *extra_callbacks])
+        *callbacks.create_callbacks(config.model, paths, throughput, images, backup,
+                                    restore_from, config.patience, config.early_stopping_start),
+        *extra_callbacks])
     distribute.barrier(strategy)  # the chief has written its checkpoint and history
     _load_best(model, resume)
 

@@ -13,7 +13,7 @@ flags.DEFINE_string("workdir", "runs/tune", "The search's folder: trials, logs, 
 flags.DEFINE_enum("tuner", "hyperband", list(tune_lib.TUNERS), "KerasTuner's search algorithm.")
 flags.DEFINE_integer("max_trials", 10, "Trials of bayesian and random (hyperband derives its own "
                      "from --max_epochs and --hyperband_factor).", lower_bound=1)
-flags.DEFINE_integer("max_epochs", 9, "Epochs per trial (hyperband: of its longest bracket).",
+flags.DEFINE_integer("max_epochs", 27, "Epochs per trial (hyperband: of its longest bracket).",
                      lower_bound=1)
 flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.", lower_bound=2)
 flags.DEFINE_string("objective", "val_auc", "Logged metric to optimise (losses, fp and fn are "

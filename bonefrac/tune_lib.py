@@ -21,7 +21,7 @@ from keras_tuner.src.engine import tuner_utils
 from tensorboard.plugins.hparams import api as hparams_api
 
 from bonefrac import distribute, summaries, tables, train_lib
-from bonefrac.callbacks import PATIENCE
+from bonefrac.callbacks import EARLY_STOPPING_START, PATIENCE
 from bonefrac.cli import UserError
 
 TUNERS = ("hyperband", "bayesian", "random")
@@ -38,7 +38,7 @@ class SearchConfig:
 
   tuner: str = "hyperband"
   max_trials: int = 10  # bayesian and random; hyperband's count follows from max_epochs
-  max_epochs: int = 9  # per trial (hyperband: of the longest bracket)
+  max_epochs: int = 27  # per trial (hyperband: of the longest bracket, 3^3)
   objective: str = "val_auc"
   tune_learning_rate: bool = False
   overwrite: bool = False
@@ -118,7 +118,8 @@ def trial_callbacks(logs: str, model_name: str, goal: keras_tuner.Objective) -> 
   for KerasTuner to give each trial its own log folder and HParams session."""
   return [keras.callbacks.TensorBoard(logs, write_graph=False),
           keras.callbacks.EarlyStopping(monitor=goal.name, mode=goal.direction,
-                                        patience=PATIENCE[model_name])]
+                                        patience=PATIENCE[model_name],
+                                        start_from_epoch=EARLY_STOPPING_START[model_name])]
 
 
 def is_reporting_process() -> bool:

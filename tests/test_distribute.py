@@ -8,9 +8,17 @@ import pytest
 from bonefrac import distribute
 
 
-def test_auto_precision_is_float32_without_gpus():
+def test_auto_precision_on_cpus_follows_their_bfloat16_instructions(tmp_path, monkeypatch):
+  with_amx, without = tmp_path / "amx", tmp_path / "plain"
+  with_amx.write_text("flags\t\t: fpu sse2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+  without.write_text("flags\t\t: fpu sse2 avx2\n")
+  assert distribute.cpu_has_bfloat16(str(with_amx)) and not distribute.cpu_has_bfloat16(str(without))
+  assert not distribute.cpu_has_bfloat16(str(tmp_path / "missing"))
+  monkeypatch.setattr(distribute, "cpu_has_bfloat16", lambda: True)
+  assert distribute.choose_precision("auto") == "mixed_bfloat16"
+  monkeypatch.setattr(distribute, "cpu_has_bfloat16", lambda: False)
   assert distribute.choose_precision("auto") == "float32"
-  assert distribute.choose_precision("mixed_bfloat16") == "mixed_bfloat16"
+  assert distribute.choose_precision("mixed_float16") == "mixed_float16"
 
 
 @pytest.mark.parametrize("call, flag", [
