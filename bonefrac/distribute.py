@@ -129,8 +129,15 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
   """Waits until every worker of a multi-worker strategy gets here (a tiny all-reduce)."""
   if keras_compat.is_multi_worker(strategy):
     # In a tf.function: TensorFlow warns that collectives run eagerly are slow.
-    tf.function(lambda: strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)),
-                                        axis=None))()
+    tf.function(_sum_of_ones, autograph=False)(strategy)
+
+
+def _sum_of_ones(strategy):
+  return strategy.reduce("SUM", strategy.run(_one), axis=None)
+
+
+def _one():
+  return tf.constant(1.0)
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

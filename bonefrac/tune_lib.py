@@ -217,6 +217,10 @@ def search(config: train_lib.TrainConfig, search_config: SearchConfig) -> Option
   check_workdir(config.workdir, search_settings(config, search_config), search_config.overwrite)
   keras.utils.set_random_seed(config.seed)
   replicas = strategy.num_replicas_in_sync
+  if is_reporting_process():
+    print(f"Searching {config.model}'s head with {search_config.tuner} on {config.dataset}: "
+          f"{replicas} replica(s) per trial, precision {policy}; outputs in {config.workdir}",
+          flush=True)
   # A worker's tuner waits here for the chief's oracle, and the chief starts its oracle only
   # in `tuner.search`, after it has built the dataset: so workers never build it concurrently.
   tuner = create_tuner(search_config, HeadHyperModel(config, search_config.tune_learning_rate),
@@ -225,9 +229,6 @@ def search(config: train_lib.TrainConfig, search_config: SearchConfig) -> Option
   train_ds, val_ds, steps = train_lib.distributed_datasets(strategy, builder, config)
   logs = os.path.join(config.workdir, "logs")
   if is_reporting_process():
-    print(f"Searching {config.model}'s head with {search_config.tuner} on {config.dataset}: "
-          f"{replicas} replica(s) per trial, precision {policy}; outputs in {config.workdir}",
-          flush=True)
     write_hparams_config(logs, tuner.oracle.get_space())
   callbacks = trial_callbacks(logs, config.model, tuner.oracle.objective)
   tuner.search(train_ds, validation_data=val_ds, steps_per_epoch=steps,
