@@ -12,6 +12,7 @@ from absl import flags
 from bonefrac import cli, distribute, tables, train, train_lib
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(train)  # --helpshort lists the training flags too
 flags.DEFINE_list("models", ["cnn", "vgg16"], "The models to compare, trained one after the other.")
 
 COLUMNS = (("accuracy", "accuracy"), ("f1", "F1"), ("sensitivity", "sensitivity"),

@@ -8,6 +8,7 @@ from absl import flags
 from bonefrac import cli, common_flags, distribute, train_lib
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common_flags)  # --helpshort lists the shared flags too
 
 flags.DEFINE_string("workdir", "runs/bonefrac", "Where logs, checkpoints, report and exports go.")
 flags.DEFINE_integer("epochs", 22, "Maximum epochs (early stopping may end sooner).", lower_bound=1)

@@ -7,6 +7,7 @@ from absl import flags
 from bonefrac import cli, common_flags, distribute, tune_lib
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common_flags)  # --helpshort lists the shared flags too
 
 flags.DEFINE_string("workdir", "runs/tune", "The search's folder: trials, logs, best_hparams.json. "
                     "Run again with the same workdir to continue an interrupted search.")
