@@ -113,30 +113,35 @@ def test_gradcam_writes_a_png_per_image(run, tmp_path):
   assert Image.open(pngs[0]).size[0] > Image.open(pngs[0]).size[1]  # image and overlay side by side
 
 
-def bar_images(n, rng, size=64):
-  """Noise, and in odd images a bright 12x3 bar somewhere: a toy fracture with a known box."""
-  images = rng.normal(100, 20, (n, size, size, 1))
-  boxes = []
+def fracture_crops(n, seed, size=64):
+  """64 px crops of synthetic radiographs on the bone, half across the break (at a random offset
+  from the crop's centre), with the break's box in crop coordinates (None when not fractured)."""
+  rng = np.random.default_rng(seed)
+  images, labels, boxes = [], [], []
   for i in range(n):
-    if i % 2:
-      r, c = rng.integers(4, size - 16, 2)
-      images[i, r:r + 12, c:c + 3] += 90
-      boxes.append((r, c, r + 12, c + 3))
-    else:
-      boxes.append(None)
-  return np.clip(images, 0, 255).astype(np.uint8), (np.arange(n) % 2).astype("float32"), boxes
+    fractured = bool(i % 2)
+    radiograph = synthetic.generate_radiograph([seed, i], fractured)
+    # The fractured twin has the same pose: its break marks a point on the same bone.
+    y0, x0, y1, x1 = synthetic.generate_radiograph([seed, i], True).fracture_box
+    dy, dx = rng.integers(-16, 17, 2)
+    top = int(np.clip((y0 + y1) // 2 - size // 2 + dy, 0, radiograph.image.shape[0] - size))
+    left = int(np.clip((x0 + x1) // 2 - size // 2 + dx, 0, radiograph.image.shape[1] - size))
+    images.append(radiograph.image[top:top + size, left:left + size, None])
+    labels.append(float(fractured))
+    boxes.append((max(y0 - top, 0), max(x0 - left, 0), y1 - top, x1 - left) if fractured else None)
+  return np.stack(images), np.array(labels, "float32"), boxes
 
 
-def test_gradcam_follows_what_the_model_detects():
+def test_gradcam_lies_on_the_break_of_synthetic_fractures():
   keras.utils.set_random_seed(0)
-  x, y, _ = bar_images(256, np.random.default_rng(0))
+  x, y, _ = fracture_crops(200, seed=1)
   model = models.create_cnn(models.ModelConfig(image_size=64, dense_units=(16,), dropout=0.0,
-                                               augmentation=None))
+                                               augmentation=None, stem_stride=1))
   model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-  model.fit(x, y, batch_size=16, epochs=4, verbose=0)
-  images, _, boxes = bar_images(32, np.random.default_rng(1))
+  model.fit(x, y, batch_size=16, epochs=6, verbose=0)
+  images, _, boxes = fracture_crops(40, seed=2)
   maps = gradcam.heatmaps(model, images)
-  assert maps.shape == (32, 64, 64) and maps.dtype == np.float32
+  assert maps.shape == (40, 64, 64) and maps.dtype == np.float32
   assert 0.0 <= maps.min() and maps.max() <= 1.0
   hits = []
   for heat, box in zip(maps, boxes):
@@ -144,7 +149,7 @@ def test_gradcam_follows_what_the_model_detects():
       inside = np.zeros(heat.shape, bool)
       inside[box[0]:box[2], box[1]:box[3]] = True
       hits.append(heat[inside].mean() > heat[~inside].mean())
-  assert np.mean(hits) > 0.8  # chance: about half
+  assert np.mean(hits) > 0.7  # chance: about half (measured: 95%)
 
 
 def test_gradcam_finds_vgg16s_last_conv_inside_the_nested_model_in_float32():
