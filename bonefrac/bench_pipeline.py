@@ -55,8 +55,11 @@ def keras_ifd(train_dir):
 
 def decode_only(builder):
   ds = builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()})
-  decode = lambda ex: (tf.shape(tf.io.decode_image(ex["image"], channels=1, expand_animations=False)),
-                      ex["label"])  # the shape only, so that images of any size can be batched
+
+  def decode(ex):  # the shape only, so that images of any size can be batched
+    image = tf.io.decode_image(ex["image"], channels=1, expand_animations=False)
+    return tf.shape(image), ex["label"]
+
   ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
 
