@@ -50,7 +50,6 @@ def heatmaps(model: keras.Model, images: np.ndarray) -> np.ndarray:
   images = tf.convert_to_tensor(images)
   with tf.GradientTape() as tape:
     maps, probability = run(images)
-    tape.watch(maps)
   grads = tape.gradient(probability, maps)
   maps, grads = tf.cast(maps, tf.float32), tf.cast(grads, tf.float32)
   weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel

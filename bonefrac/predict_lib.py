@@ -35,10 +35,9 @@ class LoadedModel:
   """A Keras model (Grad-CAM possible) or a SavedModel signature, and its thresholds."""
 
   source: str
-  image_size: int
   thresholds: Dict[str, float]  # "threshold" (the model's), maybe "high_sensitivity"
   keras_model: Optional[keras.Model] = None
-  signature: Optional[object] = None
+  signature: Optional[object] = None  # decodes and resizes inside
 
   def probabilities(self, encoded: Sequence[bytes]) -> np.ndarray:
     if self.keras_model is None:
@@ -47,8 +46,9 @@ class LoadedModel:
     return self.keras_model.predict_on_batch(self.pixels(encoded)).reshape(-1).astype(float)
 
   def pixels(self, encoded: Sequence[bytes]) -> np.ndarray:
-    """uint8 [n, size, size, 1], exactly as the evaluation pipeline makes them."""
-    return np.stack([input_pipeline.decode_and_resize(e, self.image_size).numpy() for e in encoded])
+    """uint8 [n, size, size, 1] for the Keras model, exactly as evaluation makes them."""
+    size = int(self.keras_model.inputs[0].shape[1])
+    return np.stack([input_pipeline.decode_and_resize(e, size).numpy() for e in encoded])
 
 
 def load_model(path: str) -> LoadedModel:
@@ -59,9 +59,8 @@ def load_model(path: str) -> LoadedModel:
     return _load_keras(path, os.path.join(os.path.dirname(path), "report.json"))
   if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
     signature = tf.saved_model.load(path).signatures[export.SIGNATURE]
-    size = _exported_image_size(path)
-    return LoadedModel(path, size, _thresholds(os.path.join(os.path.dirname(
-        os.path.abspath(path)), "report.json")), signature=signature)
+    report = os.path.join(os.path.dirname(os.path.abspath(path)), "report.json")
+    return LoadedModel(path, _thresholds(report), signature=signature)
   raise UserError(f"--model_dir={path}: not a training workdir (with model.keras), a .keras file "
                   "or an export/ SavedModel")
 
@@ -71,16 +70,7 @@ def _load_keras(path: str, report_path: str) -> LoadedModel:
     model = keras.models.load_model(path, safe_mode=True, compile=False)
   except Exception as e:
     raise UserError(f"cannot load {path} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-  return LoadedModel(path, int(model.inputs[0].shape[1]), _thresholds(report_path),
-                     keras_model=model)
-
-
-def _exported_image_size(path: str) -> int:
-  report = os.path.join(os.path.dirname(os.path.abspath(path)), "report.json")
-  if os.path.exists(report):
-    with open(report) as f:
-      return int(json.load(f)["config"]["image_size"])
-  return 224  # the SavedModel resizes inside; the size only matters for Grad-CAM, not offered here
+  return LoadedModel(path, _thresholds(report_path), keras_model=model)
 
 
 def _thresholds(report_path: str) -> Dict[str, float]:

@@ -65,8 +65,7 @@ class HeadHyperModel(keras_tuner.HyperModel):
     return model
 
 
-def sample_head(hp: keras_tuner.HyperParameters, tune_learning_rate: bool,
-                default_learning_rate: float = 1e-3) -> Dict:
+def sample_head(hp: keras_tuner.HyperParameters, tune_learning_rate: bool) -> Dict:
   """The head's hyper-parameters drawn from `hp`, as `TrainConfig` fields."""
   values = {"dropout": round(hp.Float("dropout", **DROPOUT), 2)}
   layers = hp.Int("dense_layers", **DENSE_LAYERS)

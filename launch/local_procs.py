@@ -25,8 +25,7 @@ def _relay(name: str, stream) -> None:
     sys.stdout.flush()
 
 
-def run_all(processes: Sequence[Tuple[str, List[str], Dict[str, str]]],
-            stagger_seconds: float = 0.0) -> Dict[str, int]:
+def run_all(processes: Sequence[Tuple[str, List[str], Dict[str, str]]]) -> Dict[str, int]:
   """Starts each (name, command, extra environment), waits for all; returns their exit codes.
 
   When one exits with an error the others are stopped (a search or a collective would wait
@@ -39,7 +38,6 @@ def run_all(processes: Sequence[Tuple[str, List[str], Dict[str, str]]],
     thread = threading.Thread(target=_relay, args=(name, proc.stdout), daemon=True)
     thread.start()
     running.append((name, proc, thread))
-    time.sleep(stagger_seconds)
   try:
     while any(proc.poll() is None for _, proc, _ in running):
       if any(proc.poll() not in (None, 0) for _, proc, _ in running):
