@@ -14,10 +14,6 @@ from bonefrac import callbacks, export, input_pipeline, report, summaries, workd
 from bonefrac.callbacks import MONITOR
 
 
-def num_examples(builder, split: str) -> int:
-  return int(builder.info.splits[split].num_examples) if split in builder.info.splits else 0
-
-
 def labels_and_filenames(builder, split: str):
   """Labels and filenames of `split` in the evaluation order of `create_dataset`."""
   ds = builder.as_dataset(split=split, shuffle_files=False,
@@ -32,7 +28,7 @@ def labels_and_filenames(builder, split: str):
 def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: str,
                         strategy, throughput: callbacks.Throughput) -> Dict:
   """Evaluates on test (validation when there is none), writes plots, exports; the report."""
-  split = "test" if num_examples(builder, "test") else "validation"
+  split = "test" if input_pipeline.num_examples(builder, "test") else "validation"
   if split != "test":
     print(f"WARNING: {config.dataset} has no test split; evaluating on validation, "
           "which also chose the checkpoint (optimistic)", file=sys.stderr, flush=True)

@@ -130,3 +130,16 @@ def create_dataset(dataset: DatasetLike, split: str, *, batch_size: int, image_s
 
 def _num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
   return max(1, int(builder.info.splits[split].num_examples))
+
+
+def num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
+  """Examples in `split`; 0 when the dataset has no such split."""
+  return int(builder.info.splits[split].num_examples) if split in builder.info.splits else 0
+
+
+def sample_images(builder: tfds.core.DatasetBuilder, image_size: int, count: int = 16):
+  """The first `count` training images, uint8 [n, size, size, 1] (for image summaries)."""
+  ds = create_dataset(builder, "train", batch_size=count, training=False, image_size=image_size,
+                      cache=None)
+  images, _ = next(iter(ds))
+  return images.numpy()

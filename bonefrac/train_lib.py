@@ -148,10 +148,11 @@ def distributed_datasets(strategy, builder, config: TrainConfig):
     input_pipeline.per_replica_batch_size(config.batch_size, strategy.num_replicas_in_sync)
   except ValueError as e:
     raise UserError(str(e)) from None
-  steps = num_examples(builder, "train") // config.batch_size
+  examples = input_pipeline.num_examples(builder, "train")
+  steps = examples // config.batch_size
   if steps < 1:
     raise UserError(f"--batch_size={config.batch_size} is larger than the train split "
-                    f"({num_examples(builder, 'train')} examples); use a smaller batch")
+                    f"({examples} examples); use a smaller batch")
   weights = (input_pipeline.balanced_example_weights(builder, "train")
              if config.balance_classes else None)
   common = dict(batch_size=config.batch_size, image_size=config.image_size,
@@ -168,18 +169,6 @@ def distributed_datasets(strategy, builder, config: TrainConfig):
 
   return (strategy.distribute_datasets_from_function(train_fn),
           strategy.distribute_datasets_from_function(validation_fn), steps)
-
-
-def num_examples(builder, split: str) -> int:
-  return evaluate.num_examples(builder, split)
-
-
-def sample_images(builder, config: TrainConfig, count: int = 16) -> np.ndarray:
-  """A few training images (uint8 [n, size, size, 1]) for TensorBoard's augmentation grid."""
-  ds = input_pipeline.create_dataset(builder, "train", batch_size=count, training=False,
-                                     image_size=config.image_size, cache=None)
-  images, _ = next(iter(ds))
-  return images.numpy()
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -225,11 +214,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
 def _set_up(config: TrainConfig):
   """The run's paths, precision policy, strategy and dataset builder (built if needed)."""
   paths = workdir.prepare(config.workdir)
-  try:
-    policy = distribute.set_precision(config.precision)
-    strategy = distribute.create_strategy(config.strategy, all_reduce=config.all_reduce)
-  except ValueError as e:
-    raise UserError(str(e)) from None
+  policy, strategy = precision_and_strategy(config)
   check_model_name(config.model)
   if config.jit_compile and config.augment:
     print("WARNING: Keras compiles no model holding random preprocessing layers with XLA; "
@@ -243,9 +228,18 @@ def _set_up(config: TrainConfig):
   if not chief:
     builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
     paths = workdir.worker_paths(config.workdir)
-  if num_examples(builder, "validation") == 0:
+  if input_pipeline.num_examples(builder, "validation") == 0:
     raise UserError(f"{config.dataset} has no validation split; the checkpoint needs one")
   return paths, policy, strategy, builder
+
+
+def precision_and_strategy(config: TrainConfig):
+  """Sets the dtype policy and creates the strategy the config names; (policy, strategy)."""
+  try:
+    return (distribute.set_precision(config.precision),
+            distribute.create_strategy(config.strategy, all_reduce=config.all_reduce))
+  except ValueError as e:
+    raise UserError(str(e)) from None
 
 
 def weights_fingerprint(model: keras.Model) -> str:
@@ -287,7 +281,8 @@ def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Pat
   if os.path.exists(resume.phase1):  # phase one finished before a restart
     model.load_weights(resume.phase1)
   else:
-    fit_phase(sample_images(builder, config), paths.backup, resume.backup, epochs=config.epochs)
+    images = input_pipeline.sample_images(builder, config.image_size)
+    fit_phase(images, paths.backup, resume.backup, epochs=config.epochs)
     if fine_tune:
       model.save_weights(paths.phase1)
   if fine_tune:

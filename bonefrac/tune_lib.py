@@ -20,7 +20,7 @@ from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import tuner_utils
 from tensorboard.plugins.hparams import api as hparams_api
 
-from bonefrac import distribute, summaries, tables, train_lib
+from bonefrac import summaries, tables, train_lib
 from bonefrac.callbacks import EARLY_STOPPING_START, PATIENCE
 from bonefrac.cli import UserError
 
@@ -206,11 +206,7 @@ def search(config: train_lib.TrainConfig, search_config: SearchConfig) -> Option
   if config.strategy == "multi_worker_mirrored":
     raise UserError("--strategy=multi_worker_mirrored does not run inside a tuner; scale a search "
                     "out with KerasTuner's chief/worker mode (launch/tune_local.py)")
-  try:
-    policy = distribute.set_precision(config.precision)
-    strategy = distribute.create_strategy(config.strategy, all_reduce=config.all_reduce)
-  except ValueError as e:
-    raise UserError(str(e)) from None
+  policy, strategy = train_lib.precision_and_strategy(config)
   train_lib.check_model_name(config.model)
   objective(search_config.objective)  # a bad name fails before anything is built
   check_workdir(config.workdir, search_settings(config, search_config), search_config.overwrite)
