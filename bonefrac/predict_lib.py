@@ -5,7 +5,6 @@ also turns DICOM into grey) and then the training pipeline's `decode_and_resize`
 the probability it would get in evaluation. A bad file costs its own row, never the others.
 """
 
-import csv
 import dataclasses
 import json
 import os
@@ -16,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from bonefrac import augment  # noqa: F401  (registers the custom layers for safe loading)
-from bonefrac import export, input_pipeline
+from bonefrac import export, input_pipeline, tables
 from bonefrac.cli import UserError
 from bonefrac_tfds.bone_fracture import image_files
 
@@ -142,7 +141,4 @@ def write_output(table: List[Dict], path: str) -> None:
     with open(path, "w") as f:
       json.dump(table, f, indent=2)
     return
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(table[0]) if table else ["file"])
-    writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in table)
+  tables.write_csv(table, path, empty_header=["file"])

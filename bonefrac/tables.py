@@ -1,5 +1,6 @@
-"""Markdown tables of result rows (the model comparison, the tuner's trials)."""
+"""Tables of result rows (the model comparison, the tuner's trials, predictions): Markdown, CSV."""
 
+import csv
 from typing import Dict, Optional, Sequence, Tuple
 
 
@@ -25,3 +26,13 @@ def format_cell(value) -> str:
       return f"{value:.2g}"
     return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
   return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def write_csv(rows: Sequence[Dict], path: str, empty_header: Sequence[str] = ()) -> None:
+  """`rows` as CSV with their keys as the header (`empty_header` when there are none); lists are
+  joined with commas, None left empty."""
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else list(empty_header))
+    writer.writeheader()
+    writer.writerows({k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+                      for k, v in row.items()} for row in rows)

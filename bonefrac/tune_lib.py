@@ -6,7 +6,6 @@ distributed datasets; only the head's dropout and widths (and optionally the lea
 change between trials.
 """
 
-import csv
 import dataclasses
 import json
 import os
@@ -179,15 +178,14 @@ def trial_rows(tuner: keras_tuner.Tuner) -> List[Dict]:
 
 
 def write_results(tuner: keras_tuner.Tuner, workdir: str, model_name: str) -> Optional[Dict]:
-  """trials.csv, trials.md and best_hparams.json (for `bonefrac.train --hparams`); the best."""
+  """Prints the trial table and writes it (trials.md, trials.csv), and best_hparams.json (for
+  `bonefrac.train --hparams`); returns the best trial's hyper-parameters."""
   rows = trial_rows(tuner)
+  table = tables.markdown_table(rows)
+  print(table, flush=True)
   with open(os.path.join(workdir, "trials.md"), "w") as f:
-    f.write(tables.markdown_table(rows))
-  with open(os.path.join(workdir, "trials.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["trial"])
-    writer.writeheader()
-    writer.writerows({k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
-                      for k, v in row.items()} for row in rows)
+    f.write(table)
+  tables.write_csv(rows, os.path.join(workdir, "trials.csv"), empty_header=["trial"])
   name = tuner.oracle.objective.name
   if not rows or rows[0][name] is None:
     return None
@@ -231,9 +229,7 @@ def search(config: train_lib.TrainConfig, search_config: SearchConfig) -> Option
                shuffle=False)  # the dataset shuffles
   if not is_reporting_process():
     return None
-  best = write_results(tuner, config.workdir, config.model)
-  print(open(os.path.join(config.workdir, "trials.md")).read(), flush=True)
-  return best
+  return write_results(tuner, config.workdir, config.model)
 
 
 def search_settings(config: train_lib.TrainConfig, search_config: SearchConfig) -> Dict:
