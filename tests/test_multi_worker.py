@@ -83,16 +83,18 @@ def test_only_the_chief_writes_and_the_others_clean_up(two_workers):
 
 def test_the_loss_matches_one_process_with_the_same_global_batch(small_data_dir, tmp_path):
   # At learning rate 0 both runs keep the same initial weights, so the losses compare the
-  # distributed forward pass and the averaging of the loss over workers. The training loss
-  # uses batch-norm statistics of each worker's 4 images (one process: of the same 8 ...
-  # different groups of 8), which moves it by up to a third at initialisation; the validation
-  # loss (moving statistics) must agree closely. Summing instead of averaging would double both.
-  flags = ["--epochs=1", "--learning_rate=0"]
+  # distributed forward pass and the averaging of the loss over workers. One step over the
+  # whole split (global batch 40, in float32) fixes the batch-norm groups: each worker's own 20
+  # images against all 40 in one process. The training loss still moves with those groups and
+  # with the convolutions' dropout masks, by up to a third at initialisation; the validation
+  # loss (moving statistics, no dropout) must agree closely. Summing instead of averaging over
+  # the workers would double both.
+  flags = ["--epochs=1", "--learning_rate=0", "--batch_size=40", "--precision=float32"]
   workers = launch_workers(tmp_path, train_flags(small_data_dir, tmp_path / "mwm", *flags,
                                                  "--strategy=multi_worker_mirrored"))
   assert workers.returncode == 0, workers.stdout[-3000:]
-  single = subprocess.run([sys.executable, "-m", "bonefrac.train", *flags,
-                           *train_flags(small_data_dir, tmp_path / "single")],
+  single = subprocess.run([sys.executable, "-m", "bonefrac.train",
+                           *train_flags(small_data_dir, tmp_path / "single", *flags)],
                           capture_output=True, text=True, timeout=300, env=environment(tmp_path))
   assert single.returncode == 0, single.stderr[-2000:]
   distributed, alone = epoch_log(tmp_path / "mwm"), epoch_log(tmp_path / "single")
