@@ -125,6 +125,11 @@ def create_dataset(dataset: DatasetLike, split: str, *, batch_size: int, image_s
   ds = ds.batch(batch, drop_remainder=training, num_parallel_calls=AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = (not training) if deterministic is None else deterministic
+  # No autotuning model: its thread sleeps up to 60 s between passes and, in TF 2.21, deleting
+  # the iterator sometimes waits out that sleep (fit stalled for up to 62 s after its last
+  # epoch; BUILD_NOTES.md). AUTOTUNE then means one call per core and a self-sizing prefetch
+  # buffer, which measured as fast on both the decode pass and the cached passes.
+  options.autotune.enabled = False
   return ds.with_options(options).prefetch(AUTOTUNE)
 
 
