@@ -5,7 +5,6 @@ import io
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from PIL import Image
 
 import bonefrac_tfds
@@ -41,8 +40,9 @@ def test_shapes_dtypes_labels_and_batches(builder):
 
 
 def test_seeded_shuffle_is_deterministic(builder):
-  make = lambda seed: _labels(input_pipeline.create_dataset(
-      builder, "train", batch_size=2, image_size=SIZE, training=True, seed=seed, deterministic=True))
+  def make(seed):
+    return _labels(input_pipeline.create_dataset(
+        builder, "train", batch_size=2, image_size=SIZE, training=True, seed=seed, deterministic=True))
   first = [tuple(make(1)) for _ in range(2)]
   assert first[0] == first[1]
 
@@ -132,8 +132,9 @@ def test_augmentation_in_training_only():
 
 
 def test_file_cache_gives_the_same_examples(builder, tmp_path):
-  make = lambda cache: np.concatenate([x.numpy() for x, _ in input_pipeline.create_dataset(
-      builder, "train", batch_size=3, image_size=SIZE, training=False, cache=cache)])
+  def make(cache):
+    return np.concatenate([x.numpy() for x, _ in input_pipeline.create_dataset(
+        builder, "train", batch_size=3, image_size=SIZE, training=False, cache=cache)])
   assert np.array_equal(make(str(tmp_path / "cache")), make(None))
   assert list(tmp_path.glob("cache*"))  # the cache files were written
 

@@ -86,8 +86,10 @@ def test_keys_and_report_paths_are_relative(quirky):
 def test_rebuilding_gives_the_same_examples(quirky, tmp_path):
   manual, first = quirky
   second = build(manual, tmp_path)
-  digest = lambda b: [(ex["filename"], hashlib.md5(ex["image"].tobytes()).hexdigest())
-                      for ex in examples(b, "train")]
+
+  def digest(b):
+    return [(ex["filename"], hashlib.md5(ex["image"].tobytes()).hexdigest())
+            for ex in examples(b, "train")]
   assert digest(first) == digest(second)
 
 

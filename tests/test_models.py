@@ -28,12 +28,12 @@ def test_cnn_original_configuration():
   config = models.ModelConfig(image_size=64, pooling="flatten", stem_stride=1, extra_convs=0,
                               conv_dropout=0.3, linear_skip=False, augmentation=None)
   model = models.create_cnn(config)
-  assert len([l for l in model.layers if isinstance(l, keras.layers.Conv2D)]) == 3
-  assert len([l for l in model.layers if isinstance(l, keras.layers.Dropout)]) == 4
+  assert len([layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]) == 3
+  assert len([layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]) == 4
   # 64 -> 32 -> 16 -> 8 after three 2x2 pools: Flatten gives 8*8*128 features
-  flatten = [l for l in model.layers if isinstance(l, keras.layers.Flatten)][0]
+  flatten = [layer for layer in model.layers if isinstance(layer, keras.layers.Flatten)][0]
   assert flatten.output.shape[-1] == 8 * 8 * 128
-  assert "linear_logit" not in [l.name for l in model.layers]
+  assert "linear_logit" not in [layer.name for layer in model.layers]
 
 
 def test_vgg16_base_is_frozen_and_top_block_unfreezes():

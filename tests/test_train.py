@@ -180,7 +180,7 @@ def test_user_errors_say_what_to_do(small_data_dir, tmp_path, monkeypatch):
 
 
 def test_offline_imagenet_weights_name_the_cache_and_the_alternatives(small_data_dir, tmp_path,
-                                                                       monkeypatch):
+                                                                      monkeypatch):
   monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
   for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
     monkeypatch.setenv(proxy, "http://127.0.0.1:9")  # nothing listens there: offline
