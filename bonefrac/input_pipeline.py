@@ -123,14 +123,20 @@ def create_dataset(dataset: DatasetLike, split: str, *, batch_size: int, image_s
     table = tf.constant([example_weights.get(0, 1.0), example_weights.get(1, 1.0)], tf.float32)
     ds = ds.map(lambda x, y: (x, y, tf.gather(table, tf.cast(y, tf.int32))))
   ds = ds.batch(batch, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+  order = (not training) if deterministic is None else deterministic
+  return ds.with_options(_options(order)).prefetch(AUTOTUNE)
+
+
+def _options(deterministic: bool) -> tf.data.Options:
+  """The pipeline's tf.data options: element order, and no autotuning model."""
   options = tf.data.Options()
-  options.deterministic = (not training) if deterministic is None else deterministic
+  options.deterministic = deterministic
   # No autotuning model: its thread sleeps up to 60 s between passes and, in TF 2.21, deleting
   # the iterator sometimes waits out that sleep (fit stalled for up to 62 s after its last
   # epoch; BUILD_NOTES.md). AUTOTUNE then means one call per core and a self-sizing prefetch
   # buffer, which measured as fast on both the decode pass and the cached passes.
   options.autotune.enabled = False
-  return ds.with_options(options).prefetch(AUTOTUNE)
+  return options
 
 
 def _num_examples(builder: tfds.core.DatasetBuilder, split: str) -> int:
