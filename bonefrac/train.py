@@ -11,7 +11,7 @@ FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(common_flags)  # --helpshort lists the shared flags too
 
 flags.DEFINE_string("workdir", "runs/bonefrac", "Where logs, checkpoints, report and exports go.")
-flags.DEFINE_integer("epochs", 22, "Maximum epochs (early stopping may end sooner).", lower_bound=1)
+flags.DEFINE_integer("epochs", 15, "Maximum epochs (early stopping may end sooner).", lower_bound=1)
 flags.DEFINE_float("dropout", 0.3, "Dropout rate of the dense head.", lower_bound=0.0, upper_bound=0.95)
 flags.DEFINE_list("dense_units", ["256", "128"], "Widths of the dense head's layers.")
 flags.DEFINE_integer("fine_tune_epochs", 0, "VGG16: epochs with the top conv block unfrozen "
@@ -19,7 +19,7 @@ flags.DEFINE_integer("fine_tune_epochs", 0, "VGG16: epochs with the top conv blo
 flags.DEFINE_float("fine_tune_learning_rate", 1e-5, "Learning rate of the fine-tuning phase.")
 flags.DEFINE_integer("patience", None, "Early-stopping patience (default 5 for cnn, 3 for vgg16).")
 flags.DEFINE_integer("early_stopping_start", None, "Epoch from which early stopping watches "
-                     "(default 18 for cnn, which learns the break late; 0 for vgg16).",
+                     "(default 5 for cnn, which creeps before it finds the break; 0 for vgg16).",
                      lower_bound=0)
 flags.DEFINE_string("hparams", None, "JSON file of hyper-parameters (from bonefrac.tune) that "
                     "override dropout, dense_units and learning_rate.")

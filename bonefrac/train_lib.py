@@ -34,7 +34,7 @@ class TrainConfig:
   data_dir: Optional[str] = None
   manual_dir: Optional[str] = None  # for building bone_fracture/kaggle on the fly
   workdir: str = "runs/bonefrac"
-  epochs: int = 22  # the CNN finds the break after about 17 (BUILD_NOTES.md)
+  epochs: int = 15  # the CNN finds the break at epoch 3-5 (BUILD_NOTES.md)
   batch_size: int = 16  # global: split over the replicas (16: see BUILD_NOTES.md, recipe)
   image_size: int = 224
   learning_rate: float = 1e-3
@@ -50,7 +50,7 @@ class TrainConfig:
   jit_compile: bool = False
   seed: int = 0
   patience: Optional[int] = None  # None: 5 for the CNN, 3 for VGG16
-  early_stopping_start: Optional[int] = None  # None: epoch 18 for the CNN, 0 for VGG16
+  early_stopping_start: Optional[int] = None  # None: epoch 5 for the CNN, 0 for VGG16
   balance_classes: bool = False
   keep_aspect: bool = False
   cache: Optional[str] = "memory"

@@ -112,15 +112,26 @@ def test_keep_aspect_pads():
   assert out[0, 25, 0] == 0 and out[25, 25, 0] == 200  # black bars above and below
 
 
-def test_grey_to_rgb_and_both_normalisations():
+def test_both_normalisations():
   grey = np.array([[[[0], [128], [255]]]], np.uint8)  # [1, 1, 3, 1]
   cnn = augment.create_preprocessing("cnn")(grey, training=False).numpy()
-  assert cnn.shape == (1, 1, 3, 3)
-  assert np.allclose(cnn[0, 0, :, 0], [0, 128 / 255, 1]) and np.allclose(cnn[..., 0], cnn[..., 2])
+  assert cnn.shape == (1, 1, 3, 3)  # grey, fine and coarse local contrast
+  assert np.allclose(cnn[0, 0, :, 0], [0, 128 / 255, 1])
   vgg = augment.create_preprocessing("vgg16")(grey, training=False).numpy()
   means_bgr = np.array([103.939, 116.779, 123.68])  # caffe mode: BGR order, ImageNet means
   assert np.allclose(vgg[0, 0, 1], 128 - means_bgr, atol=1e-3)
   assert np.allclose(vgg[0, 0, 2], 255 - means_bgr, atol=1e-3)
+
+
+def test_local_contrast_marks_a_thin_dark_line_and_ignores_flat_brightness():
+  images = np.full((1, 40, 40, 1), 0.8, np.float32)
+  images[0, :, 20] = 0.5  # a 1 px dark line across a bright bone
+  out = augment.LocalContrast()(images).numpy()
+  assert np.allclose(out[..., 0], images[..., 0])
+  fine = out[0, :, :, 1]
+  assert np.allclose(fine[:, :10], 0, atol=1e-6)  # flat, however bright: nothing
+  assert fine[20, 20] < -1.5 and fine[20, 19] > 0  # the line stands out, its sides a little
+  assert np.allclose(augment.LocalContrast()(images + 0.1), out + [0.1, 0, 0], atol=1e-4)
 
 
 def test_augmentation_in_training_only():
