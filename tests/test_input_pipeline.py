@@ -202,3 +202,11 @@ def test_one_affine_warp_keeps_a_thin_line_sharper_than_three_resamplings():
   assert np.array_equal(np.asarray(one(images, training=False)), images)
   unchanged = np.asarray(augment.RandomAffine(0.0, 0.0, 0.0)(images, training=True))
   np.testing.assert_allclose(unchanged, images, atol=1e-3)
+
+
+def test_box_mean_equals_average_pooling_with_same_padding():
+  import keras
+  images = np.random.default_rng(0).random((2, 23, 31, 1)).astype(np.float32)
+  for size in (5, 15):
+    pooled = keras.ops.average_pool(images, size, strides=1, padding="same")
+    assert np.allclose(augment.box_mean(images, size), pooled, atol=1e-5)
