@@ -58,7 +58,7 @@ class LocalContrast(layers.Layer):
 
   Why: a from-scratch CNN fed the grey image alone spends its first 8 to over 22 epochs before
   it detects a 1-3 px fracture line on the synthetic data; given the fine local contrast, where
-  the line stands out from the bright cortex around it, it finds the line in about 3
+  the line stands out from the bright cortex around it, it finds the line by epoch 3-5
   (BUILD_NOTES.md, "The custom CNN's recipe").
   """
 

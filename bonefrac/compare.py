@@ -16,7 +16,7 @@ flags.adopt_module_key_flags(train)  # --helpshort lists the training flags too
 flags.DEFINE_list("models", ["cnn", "vgg16"], "The models to compare, trained one after the other.")
 
 COLUMNS = (("accuracy", "accuracy"), ("f1", "F1"), ("sensitivity", "sensitivity"),
-           ("specificity", "specificity"), ("auc", "AUC"), ("best_epoch", "epochs to best val AUC"),
+           ("specificity", "specificity"), ("auc", "AUC"), ("best_epoch", "epoch kept (val AUC)"),
            ("train_images_per_second", "train images/s"), ("parameters", "parameters"),
            ("wall_seconds", "wall s"))
 

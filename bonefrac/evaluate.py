@@ -50,12 +50,12 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                            step=epochs_run, name=split)
   model.save(paths.model)
   export.export_saved_model(model, paths.export, config.image_size)
-  val_auc = history.get(MONITOR, [])
-  best_epoch = int(np.argmax(val_auc)) + 1 if val_auc else None
+  chosen = history.get(MONITOR, [])  # the checkpoint's criterion
+  best_epoch = int(np.argmax(chosen)) + 1 if chosen else None
   return {
       "model": config.model, "dataset": config.dataset, "split": split, **metrics,
       "epochs_run": epochs_run, "best_epoch": best_epoch,
-      "best_val_auc": float(max(val_auc)) if val_auc else None,
+      "best_val_auc": float(history["val_auc"][best_epoch - 1]) if best_epoch else None,
       "train_images_per_second": throughput.steady(),
       "parameters": int(model.count_params()),
       "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),

@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from bonefrac import cli, input_pipeline, train_lib
+from bonefrac import callbacks, cli, input_pipeline, train_lib
 from conftest import SMALL_SPLITS
 
 DATASET = "bone_fracture/synthetic_small"
@@ -57,6 +57,16 @@ def test_outputs_land_in_the_workdir(cnn_run):
     assert (workdir / name).exists(), name
   lines = (workdir / "predictions_test.csv").read_text().splitlines()
   assert lines[0] == "filename,label,fracture_probability" and len(lines) == 1 + report["n"]
+  history = (workdir / "training_log.csv").read_text().splitlines()
+  assert callbacks.MONITOR in history[0].split(",") and report["best_epoch"] == 1
+
+
+def test_the_checkpoint_prefers_higher_auc_then_lower_loss():
+  score = callbacks.selection_score
+  assert score(0.995, 0.02) > score(0.990, 0.0)  # AUC first, whatever the loss
+  assert score(1.0, 0.02) > score(1.0, 0.3)  # a tie on AUC: the better-calibrated epoch
+  assert score(0.99981, 0.02) > score(0.99992, 0.3)  # 1e-4 in AUC is a pair or two: a tie
+  assert score(1.0, 5.0) > score(0.999, 0.0)
 
 
 def _tags(path):
