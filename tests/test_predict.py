@@ -169,3 +169,14 @@ def test_gradcam_finds_vgg16s_last_conv_inside_the_nested_model_in_float32():
   images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1)).astype(np.uint8)
   maps = gradcam.heatmaps(model, images)
   assert maps.shape == (2, 32, 32) and maps.dtype == np.float32 and np.isfinite(maps).all()
+
+
+def test_gradcam_of_a_saturated_model_is_not_empty():
+  # A confident model outputs exactly 1.0 in float32; the probability's gradient is then 0.
+  model = models.create_cnn(models.ModelConfig(image_size=32, dense_units=(8,), augmentation=None))
+  output = model.get_layer("linear_logit")
+  output.bias.assign(output.bias + 100.0)
+  images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1)).astype(np.uint8)
+  assert (model.predict(images, verbose=0) == 1.0).all()
+  maps = gradcam.heatmaps(model, images)
+  assert np.isfinite(maps).all() and (maps.max(axis=(1, 2)) > 0.99).all()
