@@ -10,6 +10,7 @@ import dataclasses
 import math
 
 import keras
+import numpy as np
 from keras import layers
 
 NORMALISATIONS = ("cnn", "vgg16")
@@ -143,12 +144,8 @@ class RandomAffine(layers.Layer):
     shape = ops.shape(images)
     height, width = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
 
-    def uniform(limit):
-      return keras.random.uniform((shape[0],), -limit, limit, seed=self.seed_generator)
-
-    angle = uniform(self.rotation) * 2.0 * math.pi
-    scale = 1.0 + uniform(self.zoom)
-    shift_x, shift_y = uniform(self.translation) * width, uniform(self.translation) * height
+    angle, scale, shift_x, shift_y = self.random_parameters(shape[0])
+    shift_x, shift_y = shift_x * width, shift_y * height
     cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
     cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
     zeros = ops.zeros_like(angle)
@@ -157,6 +154,14 @@ class RandomAffine(layers.Layer):
                            sin, cos, cy - sin * cx - cos * cy + shift_y, zeros, zeros], axis=1)
     return ops.image.affine_transform(images, transform, interpolation="bilinear",
                                       fill_mode="constant", fill_value=0)
+
+  def random_parameters(self, batch):
+    """Per-image angle (radians), scale, and shifts (fractions of the width and height)."""
+    def uniform(limit):
+      return keras.random.uniform((batch,), -limit, limit, seed=self.seed_generator)
+
+    return (uniform(self.rotation) * 2.0 * math.pi, 1.0 + uniform(self.zoom),
+            uniform(self.translation), uniform(self.translation))
 
   def compute_output_shape(self, input_shape):
     return input_shape
@@ -167,16 +172,30 @@ class RandomAffine(layers.Layer):
 
 
 def create_augmentation(config: AugmentConfig = AugmentConfig(), *, seed=None) -> keras.Sequential:
-  """Random geometric and intensity changes on 0-255 float images, active in training only."""
+  """Random geometric and intensity changes on 0-255 float images, active in training only.
+
+  Each random layer gets its own seed derived from `seed`: layers given one integer seed draw
+  the same uniform numbers, so contrast, brightness and the rotation angle would move together.
+  """
   augmentations = [
-      RandomAffine(config.rotation, config.zoom, config.translation, seed=seed, dtype=F32,
-                   name="random_affine"),
-      layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed, dtype=F32),
-      layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed, dtype=F32),
+      RandomAffine(config.rotation, config.zoom, config.translation, seed=layer_seed(seed, 0),
+                   dtype=F32, name="random_affine"),
+      layers.RandomContrast(config.contrast, value_range=(0, 255), seed=layer_seed(seed, 1),
+                            dtype=F32, name="random_contrast"),
+      layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=layer_seed(seed, 2),
+                              dtype=F32, name="random_brightness"),
   ]
   if config.horizontal_flip:
-    augmentations.append(layers.RandomFlip("horizontal", seed=seed, dtype=F32))
+    augmentations.append(layers.RandomFlip("horizontal", seed=layer_seed(seed, 3), dtype=F32,
+                                           name="random_flip"))
   return keras.Sequential(augmentations, name="augmentation")
+
+
+def layer_seed(seed, index: int):
+  """An independent integer seed for the `index`-th random layer (None stays None: unseeded)."""
+  if seed is None:
+    return None
+  return int(np.random.SeedSequence([int(seed), index]).generate_state(1)[0] >> 1)
 
 
 def create_preprocessing(normalisation: str, *, augment: AugmentConfig = None,

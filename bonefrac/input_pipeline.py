@@ -1,4 +1,4 @@
-"""tf.data input pipeline: TFDS -> decode -> resize -> uint8 grey -> cache -> shuffle -> batch -> prefetch."""
+"""tf.data input pipeline: TFDS -> decode -> resize -> uint8 grey -> cache -> shuffle -> repeat -> batch."""
 
 from typing import Mapping, Optional, Union
 
@@ -114,11 +114,11 @@ def create_dataset(dataset: DatasetLike, split: str, *, batch_size: int, image_s
     ds = ds.cache()
   elif cache:
     ds = ds.cache(cache)
-  if repeat:
-    ds = ds.repeat()
   if training:
     ds = ds.shuffle(min(shuffle_buffer, _num_examples(builder, split)), seed=seed,
                     reshuffle_each_iteration=True)
+  if repeat:  # after the shuffle: each epoch is a permutation of the split
+    ds = ds.repeat()
   if example_weights is not None:
     table = tf.constant([example_weights.get(0, 1.0), example_weights.get(1, 1.0)], tf.float32)
     ds = ds.map(lambda x, y: (x, y, tf.gather(table, tf.cast(y, tf.int32))))
