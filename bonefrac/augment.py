@@ -34,6 +34,45 @@ class AugmentConfig:
 
 
 @keras.saving.register_keras_serializable(package="bonefrac")
+class InputSettings(layers.Layer):
+  """The identity, carrying how the model's input images are made from a file: the side of
+  the square, padding (`keep_aspect`) or stretching to it, and the normalisation inside.
+
+  It is saved with the model, so that export and `bonefrac.predict` read these settings from
+  the model (`input_settings`) and serve images exactly as training and evaluation made them.
+  """
+
+  def __init__(self, image_size: int, keep_aspect: bool = False, normalisation: str = "cnn",
+               **kwargs):
+    super().__init__(**kwargs)
+    self.image_size, self.keep_aspect = int(image_size), bool(keep_aspect)
+    self.normalisation = normalisation
+
+  def call(self, images):
+    return images
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def settings(self) -> dict:
+    return {"image_size": self.image_size, "keep_aspect": self.keep_aspect,
+            "normalisation": self.normalisation}
+
+  def get_config(self):
+    return {**super().get_config(), **self.settings()}
+
+
+def input_settings(model: keras.Model) -> dict:
+  """The model's `InputSettings` as a dict; for a model saved without them (bonefrac < 0.2),
+  its input size, stretched, as those models were trained unless --keep_aspect was given."""
+  for layer in model.layers:
+    if isinstance(layer, InputSettings):
+      return layer.settings()
+  return {"image_size": int(model.inputs[0].shape[1]), "keep_aspect": False,
+          "normalisation": "cnn" if model.name == "cnn" else "vgg16"}
+
+
+@keras.saving.register_keras_serializable(package="bonefrac")
 class ToFloat(layers.Layer):
   """uint8 -> float32, keeping 0-255."""
 

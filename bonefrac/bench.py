@@ -14,9 +14,13 @@ loader needs `pip install ".[bench]"`.
 
 import tempfile
 
-from absl import flags
+from bonefrac import quiet
 
-from bonefrac import cli
+quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
+
+from absl import flags  # noqa: E402
+
+from bonefrac import cli, errors  # noqa: E402
 
 _DATA = flags.DEFINE_string("data", None, "A Kaggle-layout tree (the kaggle config's manual dir).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where to build the dataset (default: a temp dir).")
@@ -56,9 +60,9 @@ def run(command: str) -> dict:
 
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
-    raise cli.UserError(USAGE)
+    raise errors.UserError(USAGE)
   if not _DATA.value and argv[1] != "train":
-    raise cli.UserError(f"{argv[1]} needs --data: a Kaggle-layout tree of images")
+    raise errors.UserError(f"{argv[1]} needs --data: a Kaggle-layout tree of images")
   for key, value in run(argv[1]).items():
     print(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}")
 

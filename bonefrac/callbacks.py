@@ -68,6 +68,28 @@ class Throughput(keras.callbacks.Callback):
     return float(statistics.median(rates)) if rates else None
 
 
+class ProgressBar(keras.callbacks.ProgbarLogger):
+  """Keras' progress bar (or line per epoch) without the raw confusion counts (tp, fp, tn, fn),
+  which TensorBoard's confusion-matrix images and training_log.csv still get."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    super().on_train_batch_end(batch, _shown(logs))
+
+  def on_test_batch_end(self, batch, logs=None):
+    super().on_test_batch_end(batch, _shown(logs))
+
+  def on_epoch_end(self, epoch, logs=None):
+    super().on_epoch_end(epoch, _shown(logs))
+
+  def on_test_end(self, logs=None):
+    super().on_test_end(_shown(logs))
+
+
+def _shown(logs):
+  hidden = {prefix + name for prefix in ("", "val_") for name in summaries.CONFUSION_METRICS}
+  return None if logs is None else {k: v for k, v in logs.items() if k not in hidden}
+
+
 class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
   """Keras' BackupAndRestore, restoring from `restore_from` (the chief's backup) and writing to
   `backup_dir` (a worker's own folder): with several workers, all resume from the chief's state
@@ -112,6 +134,7 @@ def create_callbacks(model_name: str, paths: workdir.Paths, throughput: Throughp
       keras.callbacks.CSVLogger(paths.history, append=True),
       summaries.ConfusionMatrixImages(paths.logs),
       keras.callbacks.TensorBoard(paths.logs, write_graph=False),
+      ProgressBar(),
   ]
   if images is not None:
     callbacks.append(summaries.AugmentedImages(paths.logs, images))

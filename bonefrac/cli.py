@@ -5,11 +5,9 @@ from typing import Callable, List
 
 from absl import app, flags, logging
 
+from bonefrac.errors import UserError
+
 USAGE_EXIT = 2
-
-
-class UserError(Exception):
-  """A mistake the user can fix (a flag value, missing data, an unwritable folder): no traceback."""
 
 
 def fail(message: str) -> None:

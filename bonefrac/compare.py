@@ -7,9 +7,13 @@ import dataclasses
 import json
 import os
 
-from absl import flags
+from bonefrac import quiet
 
-from bonefrac import cli, distribute, tables, train, train_lib
+quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
+
+from absl import flags  # noqa: E402
+
+from bonefrac import cli, distribute, errors, tables, train, train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(train)  # --helpshort lists the training flags too
@@ -31,10 +35,10 @@ def markdown_table(rows) -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+    raise errors.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
   unknown = sorted(set(FLAGS.models) - {"cnn", "vgg16"})
   if unknown or not FLAGS.models:
-    raise cli.UserError(f"--models={','.join(FLAGS.models)}: choose from cnn,vgg16")
+    raise errors.UserError(f"--models={','.join(FLAGS.models)}: choose from cnn,vgg16")
   distribute.split_cpu(FLAGS.cpu_replicas)
   base = train.config_from_flags()
   reports = [train_lib.train(dataclasses.replace(base, model=name,

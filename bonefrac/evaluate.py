@@ -4,7 +4,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -45,17 +45,16 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                             labels, probabilities)
   plots = report.write_plots(config.workdir, labels, probabilities, metrics["confusion_matrix"],
                              history)
-  epochs_run = len(history.get("epoch", []))
+  epochs_run = workdir.epochs_done(paths.history)
   summaries.write_pr_curve(os.path.join(paths.logs, "evaluation"), labels, probabilities,
                            step=epochs_run, name=split)
   model.save(paths.model)
-  export.export_saved_model(model, paths.export, config.image_size)
-  chosen = history.get(MONITOR, [])  # the checkpoint's criterion
-  best_epoch = int(np.argmax(chosen)) + 1 if chosen else None
+  export.export_saved_model(model, paths.export)
+  best = best_epoch(workdir.read_epochs(paths.history))
   return {
       "model": config.model, "dataset": config.dataset, "split": split, **metrics,
-      "epochs_run": epochs_run, "best_epoch": best_epoch,
-      "best_val_auc": float(history["val_auc"][best_epoch - 1]) if best_epoch else None,
+      "epochs_run": epochs_run, "best_epoch": int(best["epoch"]) + 1 if best else None,
+      "best_val_auc": best.get("val_auc") if best else None,
       "train_images_per_second": throughput.steady(),
       "parameters": int(model.count_params()),
       "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
@@ -65,6 +64,15 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
       "outputs": {"model": "model.keras", "export": "export", "logs": "logs", "plots": plots,
                   "predictions": f"predictions_{split}.csv", "history": "training_log.csv"},
   }
+
+
+def best_epoch(epochs: List[Dict[str, float]]) -> Optional[Dict[str, float]]:
+  """The log row of the epoch the checkpoint kept (the first with the best MONITOR), or None.
+
+  By the rows' own epoch numbers: after a restart, rows can repeat an epoch or skip one.
+  """
+  scored = [row for row in epochs if MONITOR in row]
+  return max(scored, key=lambda row: row[MONITOR]) if scored else None
 
 
 def replica_devices(strategy) -> List[str]:

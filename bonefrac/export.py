@@ -1,24 +1,33 @@
 """Export for serving: a SavedModel whose `serving_default` takes encoded JPEG/PNG bytes."""
 
+import json
+
 import keras
 import tensorflow as tf
 
-from bonefrac import input_pipeline
+from bonefrac import augment, input_pipeline
 
 SIGNATURE = "serving_default"
+SETTINGS_SIGNATURE = "preprocessing"
 OUTPUT = "fracture_probability"
 
 
-def export_saved_model(model: keras.Model, path: str, image_size: int) -> str:
+def export_saved_model(model: keras.Model, path: str) -> str:
   """Writes `model` as a SavedModel at `path`, ready for TensorFlow Serving.
 
   `serving_default(images)`: a [batch] string tensor of encoded JPEG or PNG files ->
   {"fracture_probability": [batch] float32}. Decoding, grey conversion and resizing run in the
-  graph with the training pipeline's own `decode_and_resize`, so a file scores as in evaluation.
+  graph with the training pipeline's own `decode_and_resize`, with the settings the model
+  carries (`augment.input_settings`), so a file scores as in evaluation. `preprocessing()`
+  returns those settings as JSON ({"settings": string}).
   """
+  settings = augment.input_settings(model)
+  size, keep_aspect = settings["image_size"], settings["keep_aspect"]
+
   def serve(images):
-    pixels = tf.map_fn(lambda encoded: input_pipeline.decode_and_resize(encoded, image_size),
-                       images, fn_output_signature=tf.TensorSpec((image_size, image_size, 1), tf.uint8))
+    pixels = tf.map_fn(
+        lambda encoded: input_pipeline.decode_and_resize(encoded, size, keep_aspect=keep_aspect),
+        images, fn_output_signature=tf.TensorSpec((size, size, 1), tf.uint8))
     probabilities = model(pixels, training=False)
     return {OUTPUT: tf.reshape(tf.cast(probabilities, tf.float32), [-1])}
 
@@ -26,5 +35,12 @@ def export_saved_model(model: keras.Model, path: str, image_size: int) -> str:
   archive.track(model)
   archive.add_endpoint(SIGNATURE, serve,
                        input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+  archive.add_endpoint(SETTINGS_SIGNATURE, lambda: {"settings": tf.constant(json.dumps(settings))},
+                       input_signature=[])
   archive.write_out(path, verbose=False)
   return path
+
+
+def saved_input_settings(loaded) -> dict:
+  """The input settings of a loaded export (`tf.saved_model.load`)."""
+  return json.loads(loaded.signatures[SETTINGS_SIGNATURE]()["settings"].numpy())

@@ -23,6 +23,7 @@ class ModelConfig:
   """Hyper-parameters of either model's head (and the CNN's pooling before it)."""
 
   image_size: int = 224
+  keep_aspect: bool = False  # how files become the input square: padded, or stretched
   dropout: float = 0.3
   dense_units: Sequence[int] = (256, 128)
   pooling: str = "max"  # "flatten" is the original's; see BUILD_NOTES.md for why not by default
@@ -32,6 +33,9 @@ class ModelConfig:
   stem_stride: int = 2  # the first conv strides: a quarter of the compute at 224 px
   extra_convs: int = 1  # 3x3 convs after the last block: a receptive field wider than a bone
   conv_dropout: float = 0.1  # after the second and third blocks (the original: the head's rate)
+  # Batch statistics over the global batch rather than each replica's share (several replicas
+  # with small per-replica batches); the same model with one replica.
+  sync_batch_norm: bool = False
   # A linear read-out of the pooled features added to the dense layers' output: without it a
   # 256-128 head on this CNN stayed near chance for 7 epochs on the synthetic data.
   linear_skip: bool = True
@@ -57,7 +61,8 @@ def create_cnn(config: ModelConfig = ModelConfig(), *, seed=None) -> keras.Model
 def _conv_bn(x, filters: int, config: ModelConfig, strides: int = 1):
   """Conv 3x3 + ReLU, then batch norm, in the original's order."""
   x = layers.Conv2D(filters, 3, strides=strides, activation="relu", padding="same")(x)
-  return layers.BatchNormalization(momentum=config.bn_momentum)(x)
+  return layers.BatchNormalization(momentum=config.bn_momentum,
+                                   synchronized=config.sync_batch_norm)(x)
 
 
 def create_vgg16(config: ModelConfig = ModelConfig(), *, weights="imagenet",
@@ -87,7 +92,9 @@ MODELS = {"cnn": create_cnn, "vgg16": create_vgg16}
 
 def _inputs_and_preprocessing(config: ModelConfig, normalisation: str, seed):
   inputs = keras.Input((config.image_size, config.image_size, 1), dtype="uint8", name="image")
-  x = augment.create_preprocessing(normalisation, augment=config.augmentation, seed=seed)(inputs)
+  x = augment.InputSettings(config.image_size, config.keep_aspect, normalisation,
+                            name="input_settings")(inputs)
+  x = augment.create_preprocessing(normalisation, augment=config.augmentation, seed=seed)(x)
   return inputs, x
 
 

@@ -8,9 +8,13 @@ not be read (they have their own rows), 2 for a usage error.
 import os
 import sys
 
-from absl import flags
+from bonefrac import quiet
 
-from bonefrac import cli, gradcam, plots, predict_lib, tables
+quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
+
+from absl import flags  # noqa: E402
+
+from bonefrac import cli, errors, gradcam, plots, predict_lib, tables  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -24,14 +28,14 @@ flags.DEFINE_integer("batch_size", 32, "Images per forward pass.", lower_bound=1
 def main(argv):
   inputs = argv[1:]
   if not inputs:
-    raise cli.UserError("give one or more image files or folders, e.g. "
-                        "python -m bonefrac.predict xray.jpg scans/ --model_dir=runs/bonefrac")
+    raise errors.UserError("give one or more image files or folders, e.g. "
+                           "python -m bonefrac.predict xray.jpg scans/ --model_dir=runs/bonefrac")
   if FLAGS.output and not FLAGS.output.lower().endswith((".csv", ".json")):
-    raise cli.UserError(f"--output={FLAGS.output}: name a .csv or .json file")
+    raise errors.UserError(f"--output={FLAGS.output}: name a .csv or .json file")
   model = predict_lib.load_model(FLAGS.model_dir)
   if FLAGS.gradcam and model.keras_model is None:
-    raise cli.UserError("--gradcam needs a Keras model: pass the training workdir or its "
-                        "model.keras as --model_dir, not the export/ SavedModel")
+    raise errors.UserError("--gradcam needs a Keras model: pass the training workdir or its "
+                           "model.keras as --model_dir, not the export/ SavedModel")
   files = predict_lib.find_files(inputs)
   predictions = predict_lib.predict_files(model, files, FLAGS.batch_size)
   table = predict_lib.rows(predictions, model.thresholds)

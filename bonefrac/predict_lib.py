@@ -14,9 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bonefrac import augment  # noqa: F401  (registers the custom layers for safe loading)
-from bonefrac import export, input_pipeline, tables
-from bonefrac.cli import UserError
+from bonefrac import augment, export, input_pipeline, tables
+from bonefrac.errors import UserError
 from bonefrac_tfds.bone_fracture import image_files
 
 FOLDER_SUFFIXES = image_files.IMAGE_SUFFIXES  # what a folder walk picks up (.dcm included)
@@ -45,9 +44,12 @@ class LoadedModel:
     return self.keras_model.predict_on_batch(self.pixels(encoded)).reshape(-1).astype(float)
 
   def pixels(self, encoded: Sequence[bytes]) -> np.ndarray:
-    """uint8 [n, size, size, 1] for the Keras model, exactly as evaluation makes them."""
-    size = int(self.keras_model.inputs[0].shape[1])
-    return np.stack([input_pipeline.decode_and_resize(e, size).numpy() for e in encoded])
+    """uint8 [n, size, size, 1] for the Keras model, exactly as evaluation makes them: with the
+    size and padding or stretching the model carries (`augment.input_settings`)."""
+    settings = augment.input_settings(self.keras_model)
+    return np.stack([input_pipeline.decode_and_resize(e, settings["image_size"],
+                                                      keep_aspect=settings["keep_aspect"]).numpy()
+                     for e in encoded])
 
 
 def load_model(path: str) -> LoadedModel:

@@ -3,9 +3,13 @@
 import dataclasses
 import json
 
-from absl import flags
+from bonefrac import quiet
 
-from bonefrac import cli, common_flags, distribute, train_lib
+quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
+
+from absl import flags  # noqa: E402
+
+from bonefrac import cli, common_flags, distribute, errors, train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(common_flags)  # --helpshort lists the shared flags too
@@ -21,6 +25,12 @@ flags.DEFINE_integer("patience", None, "Early-stopping patience (default 5 for c
 flags.DEFINE_integer("early_stopping_start", None, "Epoch from which early stopping watches "
                      "(default 5 for cnn, which creeps before it finds the break; 0 for vgg16).",
                      lower_bound=0)
+flags.DEFINE_float("conv_dropout", 0.1, "The CNN's dropout after its second and third conv "
+                   "blocks.", lower_bound=0.0, upper_bound=0.95)
+flags.DEFINE_bool("sync_batch_norm", False, "Batch-norm statistics over the global batch, not "
+                  "each replica's share (several replicas with small per-replica batches).")
+flags.DEFINE_bool("overwrite", False, "Start afresh in --workdir even where an interrupted run "
+                  "could resume (or was started with other settings).")
 flags.DEFINE_string("hparams", None, "JSON file of hyper-parameters (from bonefrac.tune) that "
                     "override dropout, dense_units and learning_rate.")
 
@@ -30,7 +40,7 @@ def config_from_flags():
   try:
     dense_units = tuple(int(u) for u in FLAGS.dense_units)
   except ValueError:
-    raise cli.UserError(f"--dense_units={','.join(FLAGS.dense_units)}: give integers, e.g. 256,128")
+    raise errors.UserError(f"--dense_units={','.join(FLAGS.dense_units)}: give integers, e.g. 256,128")
   config = common_flags.train_config(dense_units=dense_units)
   if FLAGS.hparams:
     config = apply_hparams(config, FLAGS.hparams, model_given=FLAGS["model"].present)
@@ -44,14 +54,14 @@ def apply_hparams(config, path: str, model_given: bool = False):
     with open(path) as f:
       hparams = json.load(f)
   except (OSError, ValueError) as e:
-    raise cli.UserError(f"--hparams={path}: cannot read it as JSON ({e})") from None
+    raise errors.UserError(f"--hparams={path}: cannot read it as JSON ({e})") from None
   updates = {k: hparams[k] for k in ("dropout", "learning_rate") if k in hparams}
   if "dense_units" in hparams:
     updates["dense_units"] = tuple(int(u) for u in hparams["dense_units"])
   tuned = hparams.get("model")
   if tuned and model_given and tuned != config.model:
-    raise cli.UserError(f"--hparams={path} was tuned for --model={tuned}, not {config.model}; "
-                        "drop --model or pass the matching one")
+    raise errors.UserError(f"--hparams={path} was tuned for --model={tuned}, not {config.model}; "
+                           "drop --model or pass the matching one")
   if tuned:
     updates["model"] = tuned
   return dataclasses.replace(config, **updates)
@@ -59,7 +69,7 @@ def apply_hparams(config, path: str, model_given: bool = False):
 
 def main(argv):
   if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+    raise errors.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
   distribute.split_cpu(FLAGS.cpu_replicas)  # before TensorFlow creates its devices
   result = train_lib.train(config_from_flags())
   keys = ("model", "split", "n", "accuracy", "sensitivity", "specificity", "f1", "auc",

@@ -20,7 +20,7 @@ import tensorflow_datasets as tfds
 import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
 from bonefrac import (augment, callbacks, distribute, evaluate, input_pipeline, keras_compat,
                       models, report, summaries, workdir)
-from bonefrac.cli import UserError
+from bonefrac.errors import UserError
 
 VGG16_NOTOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
@@ -40,6 +40,8 @@ class TrainConfig:
   learning_rate: float = 1e-3
   dropout: float = 0.3
   dense_units: Sequence[int] = (256, 128)
+  conv_dropout: float = 0.1  # the CNN's, after its second and third blocks
+  sync_batch_norm: bool = False
   augment: bool = True
   vgg16_weights: str = "imagenet"
   fine_tune_epochs: int = 0  # VGG16: then this many epochs with the top conv block unfrozen
@@ -54,6 +56,7 @@ class TrainConfig:
   balance_classes: bool = False
   keep_aspect: bool = False
   cache: Optional[str] = "memory"
+  overwrite: bool = False  # start afresh even where an interrupted run could resume
   verbose: int = 1
   cpu_replicas: int = 1  # recorded only; `distribute.split_cpu` must run before TensorFlow starts
 
@@ -113,7 +116,9 @@ def build_model(config: TrainConfig) -> keras.Model:
   """The model named by `config.model`, uncompiled (call under the strategy's scope)."""
   check_model_name(config.model)
   model_config = models.ModelConfig(
-      image_size=config.image_size, dropout=config.dropout, dense_units=tuple(config.dense_units),
+      image_size=config.image_size, keep_aspect=config.keep_aspect, dropout=config.dropout,
+      dense_units=tuple(config.dense_units), conv_dropout=config.conv_dropout,
+      sync_batch_norm=config.sync_batch_norm,
       augmentation=augment.AugmentConfig() if config.augment else None)
   if config.model == "cnn":
     return models.create_cnn(model_config, seed=config.seed)
@@ -223,7 +228,7 @@ def _set_up(config: TrainConfig):
   chief = distribute.is_chief(strategy)
   if chief:  # builds the dataset on first use, alone
     builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
-    workdir.start_fresh_unless_resuming(paths)
+    workdir.start_fresh_unless_resuming(paths, run_settings(config, policy), config.overwrite)
   distribute.barrier(strategy)
   if not chief:
     builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
@@ -231,6 +236,17 @@ def _set_up(config: TrainConfig):
   if input_pipeline.num_examples(builder, "validation") == 0:
     raise UserError(f"{config.dataset} has no validation split; the checkpoint needs one")
   return paths, policy, strategy, builder
+
+
+# What an interrupted run must have been started with to be resumed (not, say, the epochs).
+RESUME_SETTINGS = ("model", "dataset", "image_size", "keep_aspect", "augment", "dense_units",
+                   "dropout", "conv_dropout", "sync_batch_norm", "batch_size", "learning_rate",
+                   "fine_tune_learning_rate", "balance_classes", "seed")
+
+
+def run_settings(config: TrainConfig, policy: str) -> Dict:
+  """The settings a resumed run must match: RESUME_SETTINGS and the precision policy in use."""
+  return {**{k: getattr(config, k) for k in RESUME_SETTINGS}, "precision": policy}
 
 
 def precision_and_strategy(config: TrainConfig):
@@ -291,7 +307,7 @@ def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Pat
       compile_model(model, config.fine_tune_learning_rate, config.jit_compile)
     print(f"Fine-tuning: {unfrozen} layers of VGG16's top block unfrozen, learning rate "
           f"{config.fine_tune_learning_rate}", flush=True)
-    epochs_so_far = len(workdir.read_history(resume.history).get("epoch", []))
+    epochs_so_far = workdir.epochs_done(resume.history)
     fit_phase(None, paths.backup_fine_tune, resume.backup_fine_tune,
               epochs=epochs_so_far + config.fine_tune_epochs, initial_epoch=epochs_so_far)
   distribute.barrier(strategy)  # every worker is past reading the phase-one weights

@@ -2,9 +2,13 @@
 
 import json
 
-from absl import flags
+from bonefrac import quiet
 
-from bonefrac import cli, common_flags, distribute, tune_lib
+quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
+
+from absl import flags  # noqa: E402
+
+from bonefrac import cli, common_flags, distribute, errors, tune_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(common_flags)  # --helpshort lists the shared flags too
@@ -25,7 +29,7 @@ flags.DEFINE_bool("overwrite", False, "Start afresh, deleting an earlier search 
 
 def main(argv):
   if len(argv) > 1:
-    raise cli.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
+    raise errors.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
   distribute.split_cpu(FLAGS.cpu_replicas)  # before TensorFlow creates its devices
   if FLAGS.tuner == "hyperband" and FLAGS["max_trials"].present:
     print("note: --max_trials does not apply to hyperband (its trials follow from --max_epochs "

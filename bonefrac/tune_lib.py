@@ -20,8 +20,9 @@ from keras_tuner.src.engine import tuner_utils
 from tensorboard.plugins.hparams import api as hparams_api
 
 from bonefrac import summaries, tables, train_lib
-from bonefrac.callbacks import EARLY_STOPPING_START, PATIENCE
-from bonefrac.cli import UserError
+from bonefrac import workdir as workdir_lib
+from bonefrac.callbacks import EARLY_STOPPING_START, PATIENCE, ProgressBar
+from bonefrac.errors import UserError
 
 TUNERS = ("hyperband", "bayesian", "random")
 DROPOUT = dict(min_value=0.0, max_value=0.6, step=0.1)
@@ -117,7 +118,8 @@ def trial_callbacks(logs: str, model_name: str, goal: keras_tuner.Objective) -> 
   return [keras.callbacks.TensorBoard(logs, write_graph=False),
           keras.callbacks.EarlyStopping(monitor=goal.name, mode=goal.direction,
                                         patience=PATIENCE[model_name],
-                                        start_from_epoch=EARLY_STOPPING_START[model_name])]
+                                        start_from_epoch=EARLY_STOPPING_START[model_name]),
+          ProgressBar()]
 
 
 def is_reporting_process() -> bool:
@@ -126,7 +128,9 @@ def is_reporting_process() -> bool:
 
 
 def check_workdir(workdir: str, settings: Dict, overwrite: bool) -> None:
-  """Refuses to resume a search that was started with other settings; records them."""
+  """The chief's (or the only process's) check of the workdir: with `overwrite` it clears an
+  earlier search; it refuses to continue a search started with other settings; it records them.
+  Workers never call this: they wait for the chief (`wait_for_chief`)."""
   path = os.path.join(workdir, "search_settings.json")
   if overwrite:
     for old in (os.path.join(workdir, "logs"), os.path.join(workdir, PROJECT), path):
@@ -134,18 +138,29 @@ def check_workdir(workdir: str, settings: Dict, overwrite: bool) -> None:
         shutil.rmtree(old)
       elif os.path.exists(old):
         os.remove(old)
-  if os.path.exists(path):
-    with open(path) as f:
-      before = json.load(f)
-    changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
-    if changed:
-      what = ", ".join(f"{k}={old} (now {new})" for k, (old, new) in sorted(changed.items()))
-      raise UserError(f"--workdir={workdir} holds a search with {what}; pass --overwrite to "
-                      "start a new search there, or choose another --workdir")
-  else:
-    os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
-      json.dump(settings, f, indent=2)
+  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.check_settings(path, settings, "a search")
+  workdir_lib.write_settings(path, settings)
+
+
+def claim_workdir(workdir: str, settings: Dict, overwrite: bool) -> bool:
+  """Every process of a search gets the same flags, but only the chief (or the only process)
+  checks and, with `overwrite`, clears the shared workdir; the workers wait for it. Returns
+  whether this process's tuner may overwrite its project folder."""
+  if is_reporting_process():
+    check_workdir(workdir, settings, overwrite)
+    return overwrite
+  wait_for_chief()
+  return False
+
+
+def wait_for_chief(timeout: Optional[float] = None) -> None:
+  """Blocks a worker until the chief's oracle answers: the chief serves it only from
+  `tuner.search`, after it has checked (and with --overwrite cleared) the shared workdir."""
+  import grpc  # keras-tuner's own dependency for chief/worker searches
+  address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+  with grpc.insecure_channel(address) as channel:
+    grpc.channel_ready_future(channel).result(timeout=timeout)
 
 
 def write_hparams_config(logdir: str, space: keras_tuner.HyperParameters) -> None:
@@ -207,27 +222,30 @@ def search(config: train_lib.TrainConfig, search_config: SearchConfig) -> Option
   policy, strategy = train_lib.precision_and_strategy(config)
   train_lib.check_model_name(config.model)
   objective(search_config.objective)  # a bad name fails before anything is built
-  check_workdir(config.workdir, search_settings(config, search_config), search_config.overwrite)
+  chief = is_reporting_process()
+  overwrite = claim_workdir(config.workdir, search_settings(config, search_config),
+                            search_config.overwrite)
+  search_config = dataclasses.replace(search_config, overwrite=overwrite)
   keras.utils.set_random_seed(config.seed)
   replicas = strategy.num_replicas_in_sync
-  if is_reporting_process():
+  if chief:
     print(f"Searching {config.model}'s head with {search_config.tuner} on {config.dataset}: "
           f"{replicas} replica(s) per trial, precision {policy}; outputs in {config.workdir}",
           flush=True)
-  # A worker's tuner waits here for the chief's oracle, and the chief starts its oracle only
-  # in `tuner.search`, after it has built the dataset: so workers never build it concurrently.
+  # The chief starts its oracle only in `tuner.search`, after it has built the dataset, and
+  # workers wait for it above: so workers never build it concurrently.
   tuner = create_tuner(search_config, HeadHyperModel(config, search_config.tune_learning_rate),
                        config.workdir, strategy if replicas > 1 else None, config.seed)
   builder = train_lib.load_builder(config.dataset, config.data_dir, config.manual_dir)
   train_ds, val_ds, steps = train_lib.distributed_datasets(strategy, builder, config)
   logs = os.path.join(config.workdir, "logs")
-  if is_reporting_process():
+  if chief:
     write_hparams_config(logs, tuner.oracle.get_space())
   callbacks = trial_callbacks(logs, config.model, tuner.oracle.objective)
   tuner.search(train_ds, validation_data=val_ds, steps_per_epoch=steps,
                epochs=search_config.max_epochs, callbacks=callbacks, verbose=config.verbose,
                shuffle=False)  # the dataset shuffles
-  if not is_reporting_process():
+  if not chief:
     return None
   return write_results(tuner, config.workdir, config.model)
 

@@ -21,8 +21,10 @@ def small_data_dir(tmp_path_factory):
   return data_dir
 
 
-def dicom_bytes(pixels, photometric="MONOCHROME2", bits_stored=None, window=None, rescale=None):
-  """A minimal uncompressed DICOM file (written with pydicom) holding `pixels` (2-D uint)."""
+def dicom_bytes(pixels, photometric="MONOCHROME2", bits_stored=None, window=None, rescale=None,
+                transfer_syntax="1.2.840.10008.1.2.1", modality="DX"):
+  """A minimal DICOM file (written with pydicom) holding `pixels` (2-D uint8 or uint16),
+  uncompressed (Explicit VR Little Endian) or in a compressed `transfer_syntax` (`encode_frame`)."""
   import io
   import numpy as np
   from pydicom.dataset import Dataset, FileMetaDataset
@@ -34,7 +36,7 @@ def dicom_bytes(pixels, photometric="MONOCHROME2", bits_stored=None, window=None
   ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
   ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
   ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-  ds.Modality = "DX"
+  ds.Modality = modality
   ds.Rows, ds.Columns = pixels.shape
   ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
   ds.BitsAllocated = 8 if pixels.dtype == np.uint8 else 16
@@ -45,6 +47,37 @@ def dicom_bytes(pixels, photometric="MONOCHROME2", bits_stored=None, window=None
   if rescale:
     ds.RescaleSlope, ds.RescaleIntercept = rescale
   ds.PixelData = pixels.tobytes()
+  if transfer_syntax != ExplicitVRLittleEndian:
+    encode_frame(ds, pixels, transfer_syntax)
   buffer = io.BytesIO()
   ds.save_as(buffer, enforce_file_format=True)
   return buffer.getvalue()
+
+
+def encode_frame(ds, pixels, transfer_syntax):
+  """Compresses `ds`'s one frame in place: RLE with pydicom's own encoder, the JPEG family
+  with imagecodecs (libjpeg-turbo, CharLS, OpenJPEG), encapsulated as DICOM wants."""
+  import imagecodecs
+  from pydicom import uid
+  from pydicom.encaps import encapsulate
+  if transfer_syntax == uid.RLELossless:
+    ds.compress(uid.RLELossless, encoding_plugin="pydicom")
+    return
+  bits = int(ds.BitsStored)
+  frame = {
+      uid.JPEGBaseline8Bit: lambda: imagecodecs.jpeg8_encode(pixels, level=95),
+      uid.JPEGExtended12Bit: lambda: imagecodecs.jpeg8_encode(pixels, level=95, bitspersample=12),
+      uid.JPEGLossless: lambda: imagecodecs.jpeg8_encode(pixels, lossless=True, predictor=6,
+                                                         bitspersample=bits),
+      uid.JPEGLosslessSV1: lambda: imagecodecs.jpeg8_encode(pixels, lossless=True, predictor=1,
+                                                            bitspersample=bits),
+      uid.JPEGLSLossless: lambda: imagecodecs.jpegls_encode(pixels),
+      uid.JPEGLSNearLossless: lambda: imagecodecs.jpegls_encode(pixels, level=2),
+      uid.JPEG2000Lossless: lambda: imagecodecs.jpeg2k_encode(
+          pixels, codecformat="J2K", reversible=True, bitspersample=bits),
+      uid.JPEG2000: lambda: imagecodecs.jpeg2k_encode(
+          pixels, level=80, codecformat="J2K", bitspersample=bits),
+  }[transfer_syntax]()
+  ds.PixelData = encapsulate([frame])
+  ds["PixelData"].VR = "OB"
+  ds.file_meta.TransferSyntaxUID = transfer_syntax

@@ -10,10 +10,11 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from bonefrac import gradcam, models, predict_lib, train_lib
+from bonefrac import export, gradcam, input_pipeline, models, predict_lib, train_lib
 from bonefrac_tfds.bone_fracture import synthetic
 from conftest import dicom_bytes
 
@@ -180,3 +181,21 @@ def test_gradcam_of_a_saturated_model_is_not_empty():
   assert (model.predict(images, verbose=0) == 1.0).all()
   maps = gradcam.heatmaps(model, images)
   assert np.isfinite(maps).all() and (maps.max(axis=(1, 2)) > 0.99).all()
+
+
+def test_a_keep_aspect_model_is_served_padded_as_it_was_evaluated(tmp_path):
+  model = models.create_cnn(models.ModelConfig(image_size=32, keep_aspect=True, dense_units=(8,),
+                                               augmentation=None))
+  model.save(tmp_path / "model.keras")
+  export.export_saved_model(model, str(tmp_path / "export"))
+  wide = _png(np.random.default_rng(0).integers(0, 256, (30, 90), dtype=np.uint8))
+  padded = input_pipeline.decode_and_resize(wide, 32, keep_aspect=True).numpy()
+  stretched = input_pipeline.decode_and_resize(wide, 32).numpy()
+  evaluated, other = model.predict(np.stack([padded, stretched]), verbose=0).reshape(-1)
+  assert abs(evaluated - other) > 1e-4  # the check below can tell padding from stretching
+  keras_file = predict_lib.load_model(str(tmp_path / "model.keras"))
+  assert np.array_equal(keras_file.pixels([wide])[0], padded)
+  for loaded in (keras_file, predict_lib.load_model(str(tmp_path / "export"))):
+    assert loaded.probabilities([wide])[0] == pytest.approx(evaluated, abs=1e-5)
+  settings = export.saved_input_settings(tf.saved_model.load(str(tmp_path / "export")))
+  assert settings == {"image_size": 32, "keep_aspect": True, "normalisation": "cnn"}

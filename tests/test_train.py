@@ -14,7 +14,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from bonefrac import callbacks, cli, input_pipeline, train_lib
+from bonefrac import callbacks, errors, input_pipeline, train_lib
 from conftest import SMALL_SPLITS
 
 DATASET = "bone_fracture/synthetic_small"
@@ -67,6 +67,20 @@ def test_the_checkpoint_prefers_higher_auc_then_lower_loss():
   assert score(1.0, 0.02) > score(1.0, 0.3)  # a tie on AUC: the better-calibrated epoch
   assert score(0.99981, 0.02) > score(0.99992, 0.3)  # 1e-4 in AUC is a pair or two: a tie
   assert score(1.0, 5.0) > score(0.999, 0.0)
+
+
+def test_the_progress_bar_leaves_the_confusion_counts_to_the_logs(capsys):
+  inputs = keras.Input((4,))
+  model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+  train_lib.compile_model(model, 1e-3)
+  x, y = np.random.default_rng(0).random((16, 4)), np.arange(16) % 2
+  for verbose in (1, 2):
+    history = model.fit(x, y, validation_data=(x, y), epochs=1, batch_size=8, verbose=verbose,
+                        callbacks=[callbacks.ProgressBar()])
+    shown = capsys.readouterr().out
+    assert "loss:" in shown and "val_auc:" in shown
+    assert not any(f"{name}:" in shown for name in ("tp", "fp", "tn", "fn", "val_fp")), shown
+    assert {"tp", "fp", "val_tn", "val_fn"} <= set(history.history)  # TensorBoard, CSV
 
 
 def _tags(path):
@@ -137,6 +151,22 @@ def test_a_run_stopped_after_its_first_epoch_resumes_at_the_second(small_data_di
   assert report["epochs_run"] == 2 and not (tmp_path / "backup").exists()
 
 
+def test_an_interrupted_run_is_not_resumed_with_another_model(small_data_dir, tmp_path):
+  with pytest.raises(RuntimeError, match="killed"):
+    train_lib.train(tiny_config(small_data_dir, tmp_path, epochs=2), extra_callbacks=[Crash()])
+  result = _cli("--model=vgg16", "--vgg16_weights=none", "--batch_size=8", data_dir=small_data_dir,
+                workdir=tmp_path)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      f"error: --workdir={tmp_path} holds an interrupted run with model=cnn (now vgg16)")
+  assert (tmp_path / "backup").is_dir()  # nothing of the interrupted run was touched
+  seen = EpochsSeen()
+  report = train_lib.train(tiny_config(small_data_dir, tmp_path, model="vgg16",
+                                       vgg16_weights="none", overwrite=True),
+                           extra_callbacks=[seen])
+  assert seen.epochs == [0] and report["model"] == "vgg16"  # afresh, as asked
+
+
 def test_mirrored_runs_two_cpu_replicas(small_data_dir, tmp_path):
   result = _cli("--strategy=mirrored", "--cpu_replicas=2", "--batch_size=8",
                 data_dir=small_data_dir, workdir=tmp_path)
@@ -177,14 +207,14 @@ def test_batch_not_divisible_by_replicas_exits_2(small_data_dir, tmp_path):
 def test_user_errors_say_what_to_do(small_data_dir, tmp_path, monkeypatch):
   blocker = tmp_path / "a_file"
   blocker.write_text("")
-  with pytest.raises(cli.UserError, match="cannot write to --workdir"):
+  with pytest.raises(errors.UserError, match="cannot write to --workdir"):
     train_lib.train(tiny_config(small_data_dir, blocker / "run"))
-  with pytest.raises(cli.UserError, match="not built .* could not be built.*tfds build"):
+  with pytest.raises(errors.UserError, match="not built .* could not be built.*tfds build"):
     train_lib.train(tiny_config(str(tmp_path / "empty"), tmp_path / "r1",
                                 dataset="bone_fracture/kaggle"))
-  with pytest.raises(cli.UserError, match="unknown --dataset"):
+  with pytest.raises(errors.UserError, match="unknown --dataset"):
     train_lib.train(tiny_config(small_data_dir, tmp_path / "r2", dataset="no_such_dataset"))
-  with pytest.raises(cli.UserError, match="no such file"):
+  with pytest.raises(errors.UserError, match="no such file"):
     train_lib.train(tiny_config(small_data_dir, tmp_path / "r3", model="vgg16",
                                 vgg16_weights=str(tmp_path / "missing.h5")))
 
@@ -194,7 +224,7 @@ def test_offline_imagenet_weights_name_the_cache_and_the_alternatives(small_data
   monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
   for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
     monkeypatch.setenv(proxy, "http://127.0.0.1:9")  # nothing listens there: offline
-  with pytest.raises(cli.UserError) as error:
+  with pytest.raises(errors.UserError) as error:
     train_lib.build_model(tiny_config(small_data_dir, tmp_path, model="vgg16"))
   message = str(error.value)
   assert str(tmp_path / "keras" / "models") in message

@@ -5,17 +5,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent import futures
 
+import grpc
 import keras_tuner
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from bonefrac import cli, train_lib, tune_lib
+from bonefrac import errors, train_lib, tune_lib
 
 DATASET = "bone_fracture/synthetic_small"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+sys.path.insert(0, os.path.join(ROOT, "launch"))
+import local_procs  # noqa: E402
 
 
 def tiny_flags(data_dir, workdir, *flags):
@@ -120,11 +125,15 @@ def test_trials_train_under_mirrored_with_two_cpu_replicas(small_data_dir, tmp_p
 
 
 def test_a_chief_and_one_worker_share_a_search(small_data_dir, tmp_path):
+  stale = tmp_path / tune_lib.PROJECT / "trial_9" / "trial.json"  # an earlier search's
+  stale.parent.mkdir(parents=True)
+  stale.write_text("{}")
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, "launch", "tune_local.py"), "--workers=1", "--",
-       *tiny_flags(small_data_dir, tmp_path, "--max_trials=2")],
+       *tiny_flags(small_data_dir, tmp_path, "--max_trials=2", "--overwrite")],
       capture_output=True, text=True, timeout=300, env=ENV)
   assert result.returncode == 0, result.stdout[-3000:]
+  assert not stale.exists()
   assert "chief: exit status 0" in result.stdout and "tuner0: exit status 0" in result.stdout
   assert "[tuner0] Building cnn" in result.stdout  # the worker trains ...
   assert "[chief] | trial | status" in result.stdout  # ... the chief reports
@@ -143,14 +152,40 @@ def test_a_search_continued_with_other_settings_is_refused(tmp_path):
   settings = {"tuner": "random", "image_size": 32}
   tune_lib.check_workdir(str(tmp_path), settings, overwrite=False)
   tune_lib.check_workdir(str(tmp_path), settings, overwrite=False)  # the same: continue
-  with pytest.raises(cli.UserError, match="tuner=random .now hyperband.*--overwrite"):
+  with pytest.raises(errors.UserError, match="tuner=random .now hyperband.*--overwrite"):
     tune_lib.check_workdir(str(tmp_path), {**settings, "tuner": "hyperband"}, overwrite=False)
   tune_lib.check_workdir(str(tmp_path), {**settings, "tuner": "hyperband"}, overwrite=True)
 
 
+def test_only_the_chief_clears_the_workdir_and_workers_wait_for_it(tmp_path, monkeypatch):
+  port = local_procs.free_port()
+  earlier = tmp_path / tune_lib.PROJECT / "trial_0" / "trial.json"
+  earlier.parent.mkdir(parents=True)
+  earlier.write_text("{}")
+  monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+  monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+  monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")  # a worker
+  chief_oracle = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+  chief_oracle.add_insecure_port(f"127.0.0.1:{port}")
+  start = time.monotonic()
+  chief_starts = threading.Timer(1.0, chief_oracle.start)
+  chief_starts.start()
+  try:
+    assert tune_lib.claim_workdir(str(tmp_path), {"tuner": "random"}, overwrite=True) is False
+    waited = time.monotonic() - start
+  finally:
+    chief_starts.cancel()
+    chief_oracle.stop(None)
+  assert waited >= 0.9  # until the chief's oracle answered
+  assert earlier.exists() and not (tmp_path / "search_settings.json").exists()  # untouched
+  monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+  assert tune_lib.claim_workdir(str(tmp_path), {"tuner": "random"}, overwrite=True) is True
+  assert not earlier.exists() and (tmp_path / "search_settings.json").exists()
+
+
 def test_multi_worker_mirrored_is_refused_inside_a_tuner(tmp_path):
   config = train_lib.TrainConfig(strategy="multi_worker_mirrored", workdir=str(tmp_path))
-  with pytest.raises(cli.UserError, match="chief/worker"):
+  with pytest.raises(errors.UserError, match="chief/worker"):
     tune_lib.search(config, tune_lib.SearchConfig())
 
 

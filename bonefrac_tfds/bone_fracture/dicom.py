@@ -1,4 +1,7 @@
-"""DICOM radiographs to 8-bit grey, the way a viewer shows them (optional: needs pydicom).
+"""DICOM radiographs to 8-bit grey, the way a viewer shows them (optional: `bonefrac[dicom]`).
+
+Uncompressed and RLE pixel data need pydicom alone; JPEG (baseline, extended, lossless),
+JPEG-LS and JPEG 2000 need its pylibjpeg plugins, which the `dicom` extra installs.
 
 The modality LUT (rescale) is applied first, then the VOI LUT or the window the file carries,
 then MONOCHROME1 (where higher values are darker) is inverted. Without a window, 9-16 bit
@@ -13,6 +16,8 @@ from bonefrac_tfds.bone_fracture import image_files
 
 DICOM_MAGIC_OFFSET = 128  # a 128-byte preamble, then "DICM"
 INSTALL_HINT = "reading DICOM needs pydicom: pip install 'bonefrac[dicom]'"
+# Compressed pixel data (JPEG, JPEG-LS, JPEG 2000) needs pydicom's pylibjpeg plugins.
+DECODER_HINT = "pip install 'bonefrac[dicom]' (pydicom with pylibjpeg, libjpeg and openjpeg)"
 
 
 def is_dicom(data: bytes) -> bool:
@@ -42,6 +47,10 @@ def decode_grey(data: bytes) -> np.ndarray:
     ds = pydicom.dcmread(io.BytesIO(data))
     pixels = ds.pixel_array
   except Exception as e:  # pydicom raises many types for broken files
+    if "missing dependencies" in str(e) or "No plugin" in str(e):  # a compressed syntax
+      raise image_files.ImageRejected(
+          "dicom_unsupported", f"{_transfer_syntax(ds)}: no decoder installed; {DECODER_HINT}"
+      ) from None
     raise image_files.ImageRejected("undecodable", f"DICOM: {type(e).__name__}: {e}") from None
   if int(ds.get("NumberOfFrames", 1) or 1) > 1:
     pixels = pixels[0]
@@ -53,11 +62,21 @@ def decode_grey(data: bytes) -> np.ndarray:
   if low is not None:
     values = apply_voi_lut(values, ds).astype(np.float64)
     grey = np.clip((values - low) / max(high - low, 1e-9), 0.0, 1.0) * 255.0
-  else:
-    grey = image_files.high_depth_to_8bit(values).astype(np.float64)
+  else:  # by the bits stored, unless a modality LUT moved the values elsewhere
+    identity = not ds.get("ModalityLUTSequence") and float(ds.get("RescaleSlope", 1) or 1) == 1 \
+        and float(ds.get("RescaleIntercept", 0) or 0) == 0
+    bits = int(ds.BitsStored) if identity and ds.get("BitsStored") else None
+    grey = image_files.high_depth_to_8bit(values, bits).astype(np.float64)
   if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
     grey = 255.0 - grey
   return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+
+
+def _transfer_syntax(ds) -> str:
+  try:
+    return ds.file_meta.TransferSyntaxUID.name
+  except AttributeError:
+    return "this transfer syntax"
 
 
 def _voi_range(ds):

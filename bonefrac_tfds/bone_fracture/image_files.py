@@ -117,14 +117,16 @@ def _to_grey(image: Image.Image) -> np.ndarray:
   return np.asarray(image, dtype=np.uint8)
 
 
-def high_depth_to_8bit(values: np.ndarray) -> np.ndarray:
-  """Scales 9-16 bit values by the bit depth actually used (12-bit data is common in 16-bit files).
+def high_depth_to_8bit(values: np.ndarray, bits: Optional[int] = None) -> np.ndarray:
+  """Scales 9-16 bit values by their bit depth: `bits` where the file states it (DICOM's Bits
+  Stored), else the depth the values use (12-bit data is common in 16-bit PNGs).
 
   Scaling by the depth rather than by each image's min/max keeps relative exposure between
   images, which a per-image stretch would erase.
   """
   values = np.asarray(values, dtype=np.float64)
-  top = max(float(values.max(initial=0.0)), 255.0)
-  bits = int(np.ceil(np.log2(top + 1.0)))
+  if bits is None:
+    top = max(float(values.max(initial=0.0)), 255.0)
+    bits = int(np.ceil(np.log2(top + 1.0)))
   scaled = np.clip(values, 0.0, None) * (255.0 / (2.0 ** bits - 1.0))
   return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
