@@ -26,7 +26,8 @@ _DATA = flags.DEFINE_string("data", None, "A Kaggle-layout tree (the kaggle conf
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where to build the dataset (default: a temp dir).")
 _REPEATS = flags.DEFINE_integer("repeats", None, "Interleaved rounds (default 3 build, 2 pipeline).")
 _STEADY_EPOCHS = flags.DEFINE_integer("steady_epochs", 20, "Cached epochs timed for steady state.")
-_WHICH = flags.DEFINE_list("which", "seed,keras_ifd,decode_only,ours", "pipeline: the loaders to time.")
+_WHICH = flags.DEFINE_list("which", "seed,keras_ifd,keras_ifd_cached,decode_only,ours",
+                           "pipeline: the loaders to time.")
 _MODELS = flags.DEFINE_list("models", "cnn,vgg16", "train: the models to time.")
 _PRECISIONS = flags.DEFINE_list("precisions", "float32,auto", "train: precision policies (auto "
                                 "resolves per device).")

@@ -4,6 +4,8 @@ Measured in one run, interleaved, on the train split of one Kaggle-layout tree:
 - `seed`: the original project's loader, tf_keras `ImageDataGenerator(rescale=1/255)
   .flow_from_dataframe` at 224 px, batch 32 (needs the `bench` extra: tf_keras, pandas);
 - `keras_ifd`: Keras 3 `image_dataset_from_directory`, `/255`, prefetch;
+- `keras_ifd_cached`: the same with `.cache()`, once the cache is full: beside `ours_steady`
+  it measures the pipeline itself, not only that ours caches;
 - `ours_first`: `input_pipeline.create_dataset`, first pass (decode, resize, fill the cache);
 - `ours_steady`: the same dataset's later epochs, served from the cache;
 - `decode_only`: TFDS read + full-size one-channel JPEG decode and nothing else, the floor
@@ -45,12 +47,22 @@ def seed_loader(entries, *, image_size: int = IMAGE_SIZE, batch_size: int = BATC
   return (generator[i] for i in range(len(generator)))
 
 
-def keras_ifd(train_dir):
+def keras_ifd(train_dir, cache: bool = False):
+  """Keras' `image_dataset_from_directory`, scaled to [0, 1]; `cache`: its batches cached in
+  memory after the first pass, as a user would add to compare with ours."""
   import keras
   ds = keras.utils.image_dataset_from_directory(str(train_dir), image_size=(IMAGE_SIZE, IMAGE_SIZE),
                                                 batch_size=BATCH, verbose=False)
-  return ds.map(lambda x, y: (x / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-      tf.data.AUTOTUNE)
+  ds = ds.map(lambda x, y: (x / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+  return (ds.cache() if cache else ds).prefetch(tf.data.AUTOTUNE)
+
+
+def time_keras_ifd_cached(train_dir, steady_epochs: int) -> float:
+  """Images/s of `keras_ifd(cache=True)` once its cache is full (after one pass)."""
+  ds = keras_ifd(train_dir, cache=True)
+  time_pass(ds)
+  steady = [time_pass(ds) for _ in range(steady_epochs)]
+  return sum(n for _, n in steady) / sum(s for s, _ in steady)
 
 
 def decode_only(builder):
@@ -79,7 +91,7 @@ def time_ours(builder, steady_epochs: int) -> dict:
 
 
 def bench_pipeline(manual_dir, data_dir, *, repeats: int = 2, steady_epochs: int = 20,
-                   which=("seed", "keras_ifd", "decode_only", "ours")) -> dict:
+                   which=("seed", "keras_ifd", "keras_ifd_cached", "decode_only", "ours")) -> dict:
   """Median images/s of each loader over `repeats` interleaved rounds, and the ratios."""
   builder = bench_build.build_kaggle(manual_dir, data_dir)
   found = layout.find_layout(manual_dir)
@@ -93,6 +105,9 @@ def bench_pipeline(manual_dir, data_dir, *, repeats: int = 2, steady_epochs: int
       memory = memory or {k: ours.pop(k) for k in ("images", "cache_mb", "peak_mb")}
       for key in ("ours_first", "ours_steady"):
         rates.setdefault(key, []).append(ours[key])
+    if "keras_ifd_cached" in which:
+      rates.setdefault("keras_ifd_cached", []).append(time_keras_ifd_cached(train_dir,
+                                                                            steady_epochs))
     for name, make in loaders.items():
       if name in which:
         seconds, n = time_pass(make())
@@ -104,7 +119,8 @@ def bench_pipeline(manual_dir, data_dir, *, repeats: int = 2, steady_epochs: int
 
 def _ratios(rates: dict) -> dict:
   ratios = {}
-  pairs = [("ours_steady", "seed"), ("ours_steady", "keras_ifd"), ("ours_first", "seed"),
+  pairs = [("ours_steady", "seed"), ("ours_steady", "keras_ifd"),
+           ("ours_steady", "keras_ifd_cached"), ("ours_first", "seed"),
            ("ours_first", "keras_ifd"), ("ours_first", "decode_only")]
   for ours, base in pairs:
     if ours in rates and base in rates:
