@@ -94,12 +94,9 @@ class GreyToRGB(layers.Layer):
 @keras.saving.register_keras_serializable(package="bonefrac")
 class LocalContrast(layers.Layer):
   """[..., 1] grey in 0-1 -> [..., 1 + len(sizes)]: the image, then `gain` x (image - its mean
-  over a `size` x `size` box) for each size: fine and coarse edge enhancement.
-
-  Why: a from-scratch CNN fed the grey image alone spends its first 8 to over 22 epochs before
-  it detects a 1-3 px fracture line on the synthetic data; given the fine local contrast, where
-  the line stands out from the bright cortex around it, it finds the line by epoch 3-5
-  (BUILD_NOTES.md, "The custom CNN's recipe").
+  over a `size` x `size` box) for each size: fine and coarse edge enhancement, where a thin
+  fracture line stands out from the bright cortex whatever the exposure (why: BUILD_NOTES.md,
+  "The custom CNN's recipe").
   """
 
   def __init__(self, sizes=CONTRAST_SIZES, gain=CONTRAST_GAIN, **kwargs):
@@ -123,8 +120,7 @@ def box_mean(images, size: int):
   """The mean over a `size` x `size` box around each pixel of [b, h, w, 1] images, over the
   pixels inside the image only (as `average_pool` with "same" padding).
 
-  Two 1-D convolutions: 5x faster on a CPU than `average_pool` with a 15x15 window, which
-  added 7 s to each of the main job's epochs.
+  Two 1-D convolutions: on a CPU, far cheaper than a 15x15 `average_pool` (BUILD_NOTES.md).
   """
   ops = keras.ops
   vertical, horizontal = ops.ones((size, 1, 1, 1)) / size, ops.ones((1, size, 1, 1)) / size

@@ -103,7 +103,7 @@ def bench_train(config: train_lib.TrainConfig, *, model_names: Sequence[str] = (
                 precisions: Sequence[str] = ("float32", "auto"), xla: Sequence[bool] = (False, True),
                 steps: int = 10, warmup_steps: int = 3, manual_dir: Optional[str] = None) -> Dict:
   """{"MODEL PRECISION [xla]": images/s, ...} plus ratios to the original setup when timed."""
-  builder = train_lib.load_builder(config.dataset, config.data_dir)
+  builder = input_pipeline.load_builder(config.dataset, config.data_dir)
   policies = list(dict.fromkeys(distribute.choose_precision(p) for p in precisions))
   result = {}
   for name in model_names:

@@ -1,5 +1,6 @@
 """The Keras callbacks of a training run: resume, early stopping, best checkpoint, logs, speed."""
 
+import json
 import os
 import statistics
 import time
@@ -11,9 +12,8 @@ import numpy as np
 from bonefrac import summaries, workdir
 
 PATIENCE = {"cnn": 5, "vgg16": 3}  # the original's early-stopping patience
-# Epochs before early stopping starts to watch: the CNN, trained from scratch, creeps for its
-# first 2-4 epochs before it finds the break and then learns it in one or two (BUILD_NOTES.md,
-# main job); from epoch 5 on, past the latest onset seen, a later one still has room.
+# Epochs before early stopping watches: the CNN creeps for a few epochs before it finds the
+# break (BUILD_NOTES.md, "The custom CNN's recipe").
 EARLY_STOPPING_START = {"cnn": 5, "vgg16": 0}
 MONITOR = "val_selection"  # what the checkpoint and early stopping watch: see SelectionScore
 
@@ -27,12 +27,8 @@ def selection_score(val_auc: float, val_loss: float) -> float:
 class SelectionScore(keras.callbacks.Callback):
   """Adds `val_selection` (`selection_score`) to each epoch's logs, for the callbacks after it.
 
-  Why not validation AUC alone: on the synthetic data it reaches 1.0 (or within a pair or two
-  of it) a few epochs after the onset, and epochs with the same AUC differ in calibration while
-  the batch-norm statistics settle. One main job's first epoch at AUC 1.0, the checkpoint by
-  AUC alone (validation loss 0.33, accuracy 89%), called 27 of 100 normal test images
-  fractured at 0.5; a later epoch at AUC 1.0 had loss 0.018 and 99.5% (BUILD_NOTES.md,
-  "Measured: the main job").
+  Not validation AUC alone: it saturates, and epochs tied on it can differ widely in
+  calibration (BUILD_NOTES.md, "Training decisions").
   """
 
   def on_epoch_end(self, epoch, logs=None):
@@ -66,6 +62,24 @@ class Throughput(keras.callbacks.Callback):
     """Median over the epochs after the first (which traces the graph and fills the cache)."""
     rates = self.per_epoch[1:] or self.per_epoch
     return float(statistics.median(rates)) if rates else None
+
+
+class BestCheckpoint(keras.callbacks.ModelCheckpoint):
+  """Keras' best-only checkpoint of the weights, which also writes the log row of the epoch it
+  saved (`epoch` counted from 0) to `record`, so that the report names the epoch the weights
+  are from. Keras compares the monitor in float32: a recount from training_log.csv in float64
+  can name another epoch when two differ by less (one main job's did)."""
+
+  def __init__(self, filepath: str, record: str, **kwargs):
+    super().__init__(filepath, save_best_only=True, save_weights_only=True, **kwargs)
+    self.record = record
+
+  def on_epoch_end(self, epoch, logs=None):
+    before = self.best
+    super().on_epoch_end(epoch, logs)
+    if self.best is not before:  # Keras keeps the value of the epoch it just saved
+      with open(self.record, "w") as f:
+        json.dump({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}, f)
 
 
 class ProgressBar(keras.callbacks.ProgbarLogger):
@@ -120,8 +134,8 @@ def create_callbacks(model_name: str, paths: workdir.Paths, throughput: Throughp
   """
   patience = patience if patience is not None else PATIENCE[model_name]
   start = start if start is not None else EARLY_STOPPING_START[model_name]
-  earlier = workdir.read_history(paths.resume.history).get(MONITOR)  # epochs before a restart
-  best_so_far = max(earlier) if earlier else None
+  earlier = workdir.read_best_epoch(paths.resume.best_epoch)  # the best before a restart
+  best_so_far = earlier[MONITOR] if earlier else None
   callbacks = [
       SharedBackupAndRestore(backup, restore_from),  # first: restores before the others start
       throughput,
@@ -129,8 +143,8 @@ def create_callbacks(model_name: str, paths: workdir.Paths, throughput: Throughp
       keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience,
                                     start_from_epoch=start, restore_best_weights=True, verbose=1),
       # After a restart the checkpoint must still beat the best epoch before it.
-      keras.callbacks.ModelCheckpoint(paths.best, monitor=MONITOR, mode="max", save_best_only=True,
-                                      save_weights_only=True, initial_value_threshold=best_so_far),
+      BestCheckpoint(paths.best, paths.best_epoch, monitor=MONITOR, mode="max",
+                     initial_value_threshold=best_so_far),
       keras.callbacks.CSVLogger(paths.history, append=True),
       summaries.ConfusionMatrixImages(paths.logs),
       keras.callbacks.TensorBoard(paths.logs, write_graph=False),

@@ -26,8 +26,10 @@ def _parse_flags(argv: List[str]) -> List[str]:
 def run(main: Callable[[List[str]], None]) -> None:
   """`absl.app.run(main)`, but bad flags and `UserError`s end with one line and exit status 2."""
   def guarded(argv):
-    if not flags.FLAGS["verbosity"].present:  # TFDS logs every dataset it opens at INFO
-      logging.set_verbosity(logging.WARNING)
+    # TFDS logs every dataset it opens at INFO, and warns on a first build that the folder it
+    # is about to fill has no dataset_info.json yet: noise for a user (--verbosity shows it).
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.ERROR)
     try:
       main(argv)
     except UserError as e:

@@ -4,14 +4,13 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from bonefrac import callbacks, export, input_pipeline, report, summaries, workdir
-from bonefrac.callbacks import MONITOR
 
 
 def labels_and_filenames(builder, split: str):
@@ -50,7 +49,7 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                            step=epochs_run, name=split)
   model.save(paths.model)
   export.export_saved_model(model, paths.export)
-  best = best_epoch(workdir.read_epochs(paths.history))
+  best = workdir.read_best_epoch(paths.best_epoch)
   return {
       "model": config.model, "dataset": config.dataset, "split": split, **metrics,
       "epochs_run": epochs_run, "best_epoch": int(best["epoch"]) + 1 if best else None,
@@ -64,15 +63,6 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
       "outputs": {"model": "model.keras", "export": "export", "logs": "logs", "plots": plots,
                   "predictions": f"predictions_{split}.csv", "history": "training_log.csv"},
   }
-
-
-def best_epoch(epochs: List[Dict[str, float]]) -> Optional[Dict[str, float]]:
-  """The log row of the epoch the checkpoint kept (the first with the best MONITOR), or None.
-
-  By the rows' own epoch numbers: after a restart, rows can repeat an epoch or skip one.
-  """
-  scored = [row for row in epochs if MONITOR in row]
-  return max(scored, key=lambda row: row[MONITOR]) if scored else None
 
 
 def replica_devices(strategy) -> List[str]:

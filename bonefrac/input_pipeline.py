@@ -1,15 +1,40 @@
 """tf.data input pipeline: TFDS -> decode -> resize -> uint8 grey -> cache -> shuffle -> repeat -> batch."""
 
+import shutil
 from typing import Mapping, Optional, Union
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
+from bonefrac.errors import UserError
 
 AUTOTUNE = tf.data.AUTOTUNE
 JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg can decode at directly
 DatasetLike = Union[str, tfds.core.DatasetBuilder]
+
+
+def load_builder(dataset: str, data_dir: Optional[str],
+                 manual_dir: Optional[str] = None) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of `dataset`, built first when needed (the synthetic config needs no data)."""
+  try:
+    builder = tfds.builder(dataset, data_dir=data_dir)
+  except Exception as e:  # unknown name or config: TFDS's message says which
+    raise UserError(f"unknown --dataset={dataset}: {str(e).splitlines()[0]}") from None
+  if builder.is_prepared():
+    return builder
+  print(f"Building {dataset} in {builder.data_dir} (first use) ...", flush=True)
+  config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  try:
+    builder.download_and_prepare(download_config=config)
+  except Exception as e:
+    shutil.rmtree(builder.data_dir, ignore_errors=True)
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UserError(
+        f"{dataset} is not built in {builder.data_dir} and could not be built ({first_line}); "
+        f"build it with `tfds build {dataset.split('/')[0]} --imports bonefrac_tfds "
+        f"--config {builder.builder_config.name} --manual_dir DIR` or pass --data_dir") from None
+  return builder
 
 
 def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
@@ -131,10 +156,8 @@ def _options(deterministic: bool) -> tf.data.Options:
   """The pipeline's tf.data options: element order, and no autotuning model."""
   options = tf.data.Options()
   options.deterministic = deterministic
-  # No autotuning model: its thread sleeps up to 60 s between passes and, in TF 2.21, deleting
-  # the iterator sometimes waits out that sleep (fit stalled for up to 62 s after its last
-  # epoch; BUILD_NOTES.md). AUTOTUNE then means one call per core and a self-sizing prefetch
-  # buffer, which measured as fast on both the decode pass and the cached passes.
+  # No autotuning model: in TF 2.21 deleting an iterator can wait out its thread's sleep of up
+  # to 60 s (BUILD_NOTES.md). AUTOTUNE then means one call per core, as fast here.
   options.autotune.enabled = False
   return options
 

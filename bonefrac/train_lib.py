@@ -7,7 +7,6 @@
 import dataclasses
 import hashlib
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -15,7 +14,6 @@ from typing import Dict, Optional, Sequence
 
 import keras
 import numpy as np
-import tensorflow_datasets as tfds
 
 import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
 from bonefrac import (augment, callbacks, distribute, evaluate, input_pipeline, keras_compat,
@@ -68,29 +66,6 @@ class TrainConfig:
 
 
 # --- setup -----------------------------------------------------------------------------------
-
-def load_builder(dataset: str, data_dir: Optional[str],
-                 manual_dir: Optional[str] = None) -> tfds.core.DatasetBuilder:
-  """The TFDS builder of `dataset`, built first when needed (the synthetic config needs no data)."""
-  try:
-    builder = tfds.builder(dataset, data_dir=data_dir)
-  except Exception as e:  # unknown name or config: TFDS's message says which
-    raise UserError(f"unknown --dataset={dataset}: {str(e).splitlines()[0]}") from None
-  if builder.is_prepared():
-    return builder
-  print(f"Building {dataset} in {builder.data_dir} (first use) ...", flush=True)
-  config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-  try:
-    builder.download_and_prepare(download_config=config)
-  except Exception as e:
-    shutil.rmtree(builder.data_dir, ignore_errors=True)
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise UserError(
-        f"{dataset} is not built in {builder.data_dir} and could not be built ({first_line}); "
-        f"build it with `tfds build {dataset.split('/')[0]} --imports bonefrac_tfds "
-        f"--config {builder.builder_config.name} --manual_dir DIR` or pass --data_dir") from None
-  return builder
-
 
 def vgg16_weights(value: str) -> Optional[str]:
   """`imagenet` (cached or downloaded by Keras), `none`, or a local .h5 path."""
@@ -227,11 +202,11 @@ def _set_up(config: TrainConfig):
   keras.utils.set_random_seed(config.seed)
   chief = distribute.is_chief(strategy)
   if chief:  # builds the dataset on first use, alone
-    builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
+    builder = input_pipeline.load_builder(config.dataset, config.data_dir, config.manual_dir)
     workdir.start_fresh_unless_resuming(paths, run_settings(config, policy), config.overwrite)
   distribute.barrier(strategy)
   if not chief:
-    builder = load_builder(config.dataset, config.data_dir, config.manual_dir)
+    builder = input_pipeline.load_builder(config.dataset, config.data_dir, config.manual_dir)
     paths = workdir.worker_paths(config.workdir)
   if input_pipeline.num_examples(builder, "validation") == 0:
     raise UserError(f"{config.dataset} has no validation split; the checkpoint needs one")

@@ -19,7 +19,7 @@ from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import tuner_utils
 from tensorboard.plugins.hparams import api as hparams_api
 
-from bonefrac import summaries, tables, train_lib
+from bonefrac import input_pipeline, summaries, tables, train_lib
 from bonefrac import workdir as workdir_lib
 from bonefrac.callbacks import EARLY_STOPPING_START, PATIENCE, ProgressBar
 from bonefrac.errors import UserError
@@ -236,7 +236,7 @@ def search(config: train_lib.TrainConfig, search_config: SearchConfig) -> Option
   # workers wait for it above: so workers never build it concurrently.
   tuner = create_tuner(search_config, HeadHyperModel(config, search_config.tune_learning_rate),
                        config.workdir, strategy if replicas > 1 else None, config.seed)
-  builder = train_lib.load_builder(config.dataset, config.data_dir, config.manual_dir)
+  builder = input_pipeline.load_builder(config.dataset, config.data_dir, config.manual_dir)
   train_ds, val_ds, steps = train_lib.distributed_datasets(strategy, builder, config)
   logs = os.path.join(config.workdir, "logs")
   if chief:

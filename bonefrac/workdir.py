@@ -24,6 +24,7 @@ class Paths:
     self.workdir = workdir
     self.logs, self.backup, self.backup_fine_tune = join("logs"), join("backup"), join("backup_ft")
     self.best = join("checkpoints", "best.weights.h5")
+    self.best_epoch = join("checkpoints", "best_epoch.json")  # the epoch those weights are from
     self.phase1 = join("checkpoints", "phase1.weights.h5")  # exists only while phase 2 runs
     self.history, self.report = join("training_log.csv"), join("report.json")
     self.model, self.export = join("model.keras"), join("export")
@@ -67,7 +68,8 @@ def start_fresh_unless_resuming(paths: Paths, settings: Dict, overwrite: bool = 
     check_settings(paths.settings, settings, "an interrupted run")
     print(f"Resuming the interrupted run in {paths.workdir}", flush=True)
     return
-  for old in (paths.history, paths.best, paths.report, paths.phase1, paths.settings):
+  for old in (paths.history, paths.best, paths.best_epoch, paths.report, paths.phase1,
+              paths.settings):
     if os.path.exists(old):
       os.remove(old)
   for old in (paths.logs, paths.backup, paths.backup_fine_tune):
@@ -96,6 +98,14 @@ def write_settings(path: str, settings: Dict) -> None:
 
 def _jsonable(settings: Dict) -> Dict:
   return json.loads(json.dumps(settings, default=list))  # tuples as lists, as they are read back
+
+
+def read_best_epoch(path: str) -> Optional[Dict[str, float]]:
+  """The log row of the epoch whose weights the best checkpoint holds (`BestCheckpoint`)."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
 
 
 def read_epochs(path: str) -> List[Dict[str, float]]:

@@ -177,8 +177,7 @@ def test_file_cache_gives_the_same_examples(builder, tmp_path):
 
 
 def test_no_autotuning_thread_to_wait_for_when_an_iterator_is_deleted(builder):
-  # TF 2.21 sometimes waits out the autotuning thread's sleep (up to 60 s) on deleting an
-  # iterator; BUILD_NOTES.md, "Measured: the main job".
+  # TF 2.21 sometimes waits out the autotuning thread's sleep (up to 60 s) on deleting an iterator.
   for training in (True, False):
     ds = input_pipeline.create_dataset(builder, "train", batch_size=2, image_size=SIZE,
                                        training=training, repeat=training)

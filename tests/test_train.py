@@ -60,8 +60,8 @@ def test_outputs_land_in_the_workdir(cnn_run):
   assert lines[0] == "filename,label,fracture_probability" and len(lines) == 1 + report["n"]
   with open(workdir / "training_log.csv") as f:
     rows = list(csv.DictReader(f))
-  scores = [float(row[callbacks.MONITOR]) for row in rows]
-  best = rows[scores.index(max(scores))]  # the first best, as the checkpoint keeps it
+  scores = np.float32([row[callbacks.MONITOR] for row in rows])  # Keras compares in float32
+  best = rows[int(np.argmax(scores))]  # the first best, as the checkpoint keeps it
   assert report["best_epoch"] == int(best["epoch"]) + 1
   assert report["best_val_auc"] == pytest.approx(float(best["val_auc"]))
 
@@ -200,6 +200,15 @@ def test_bad_flag_values_exit_2_with_one_line(flag, message, small_data_dir, tmp
   # TensorFlow's own start-up lines may precede it; ours is one line, last, no traceback.
   assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1] == errors[0]
+
+
+def test_a_new_user_sees_our_line_and_no_tensorflow_start_up_noise(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  result = subprocess.run([sys.executable, "-m", "bonefrac.train", "--model=resnet"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "error: flag --model=resnet: value should be one of <cnn|vgg16>. See --helpshort."]
 
 
 def test_batch_not_divisible_by_replicas_exits_2(small_data_dir, tmp_path):
