@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# UNTESTED: never run (no GPU host, no Slurm cluster or second machine yet); a starting point.
 # One process of a KerasTuner search spread over several machines; run it on every machine
 # with the same flags. The workdir must be shared (NFS, a bucket mounted with gcsfuse, ...).
 #
