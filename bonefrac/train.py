@@ -27,8 +27,8 @@ flags.DEFINE_integer("early_stopping_start", None, "Epoch from which early stopp
                      lower_bound=0)
 flags.DEFINE_float("conv_dropout", 0.1, "The CNN's dropout after its second and third conv "
                    "blocks.", lower_bound=0.0, upper_bound=0.95)
-flags.DEFINE_bool("sync_batch_norm", False, "Batch-norm statistics over the global batch, not "
-                  "each replica's share (several replicas with small per-replica batches).")
+flags.DEFINE_bool("sync_batch_norm", True, "Batch-norm statistics over the global batch, not "
+                  "each replica's share: the same training whatever the number of replicas.")
 flags.DEFINE_bool("overwrite", False, "Start afresh in --workdir even where an interrupted run "
                   "could resume (or was started with other settings).")
 flags.DEFINE_string("hparams", None, "JSON file of hyper-parameters (from bonefrac.tune) that "

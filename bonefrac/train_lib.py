@@ -39,7 +39,7 @@ class TrainConfig:
   dropout: float = 0.3
   dense_units: Sequence[int] = (256, 128)
   conv_dropout: float = 0.1  # the CNN's, after its second and third blocks
-  sync_batch_norm: bool = False
+  sync_batch_norm: bool = True  # the same statistics whatever the number of replicas
   augment: bool = True
   vgg16_weights: str = "imagenet"
   fine_tune_epochs: int = 0  # VGG16: then this many epochs with the top conv block unfrozen
