@@ -15,7 +15,7 @@ from bonefrac import callbacks, export, input_pipeline, report, summaries, workd
 
 def labels_and_filenames(builder, split: str):
   """Labels and filenames of `split` in the evaluation order of `create_dataset`."""
-  ds = builder.as_dataset(split=split, shuffle_files=False,
+  ds = builder.as_dataset(split=split, shuffle_files=False, read_config=input_pipeline.READ_CONFIG,
                           decoders={"image": tfds.decode.SkipDecoding()})
   labels, names = [], []
   for ex in tfds.as_numpy(ds.map(lambda ex: (ex["label"], ex["filename"]))):

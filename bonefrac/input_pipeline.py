@@ -12,6 +12,10 @@ from bonefrac.errors import UserError
 AUTOTUNE = tf.data.AUTOTUNE
 JPEG_RATIOS = (1, 2, 4, 8)  # the scales libjpeg can decode at directly
 DatasetLike = Union[str, tfds.core.DatasetBuilder]
+# No TFDS auto-cache of small datasets' encoded bytes: the pipeline caches decoded images itself,
+# and a partly read auto-cached dataset (the first images, for TensorBoard) made TensorFlow warn
+# that "the calling iterator did not fully read the dataset being cached".
+READ_CONFIG = tfds.ReadConfig(try_autocache=False)
 
 
 def load_builder(dataset: str, data_dir: Optional[str],
@@ -88,7 +92,8 @@ def _resize(image, image_size: int, keep_aspect: bool, *, antialias: bool):
 
 def balanced_example_weights(builder: tfds.core.DatasetBuilder, split: str) -> Mapping[int, float]:
   """{label: weight} that makes both classes weigh the same in the loss (n / (2 n_label))."""
-  ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()},
+                          read_config=READ_CONFIG)
   counts = ds.map(lambda ex: tf.one_hot(ex["label"], 2)).reduce(tf.zeros(2), lambda a, b: a + b)
   counts = counts.numpy()
   return {label: float(counts.sum() / (2.0 * max(c, 1.0))) for label, c in enumerate(counts)}
@@ -131,7 +136,7 @@ def create_dataset(dataset: DatasetLike, split: str, *, batch_size: int, image_s
     batch = per_replica_batch_size(batch_size, input_context.num_replicas_in_sync)
   if num_pipelines > 1:  # by examples, not files: a small split may have one file only
     split = tfds.even_splits(split, n=num_pipelines)[pipeline_id]
-  ds = builder.as_dataset(split=split, shuffle_files=False,
+  ds = builder.as_dataset(split=split, shuffle_files=False, read_config=READ_CONFIG,
                           decoders={"image": tfds.decode.SkipDecoding()})
   ds = ds.map(lambda ex: (decode_and_resize(ex["image"], image_size, keep_aspect=keep_aspect),
                           tf.cast(ex["label"], tf.float32)), num_parallel_calls=AUTOTUNE)
