@@ -3,6 +3,7 @@
 For tests, the builder's `dummy_data/` and benchmarks: no download needed.
 
   python -m bonefrac_tfds.bone_fracture.fake_download DIR --per_class 1000 [--side 96] [--rgb] [--no_quirks]
+      [--leak N] [--seed S]
 """
 
 import argparse
@@ -15,7 +16,7 @@ from typing import Dict, Optional
 import numpy as np
 from PIL import Image
 
-from bonefrac_tfds.bone_fracture import parallel
+from bonefrac_tfds.bone_fracture import leak, parallel
 from bonefrac_tfds.bone_fracture import synthetic
 
 WRAPPER = "Bone_Fracture_Binary_Classification"  # zips nest the data twice under this name
@@ -31,7 +32,8 @@ JUNK = (".DS_Store", "Thumbs.db", "desktop.ini")
 
 
 def write_kaggle_tree(root, per_class: Dict[str, int], *, side: Optional[int] = None,
-                      rgb: bool = False, quirks: bool = True, seed: int = 0) -> Path:
+                      rgb: bool = False, quirks: bool = True, seed: int = 0,
+                      leak_per_kind: int = 0) -> Path:
   """Writes `root/WRAPPER/WRAPPER/{train,val,test}/{fractured,not fractured}/*.jpg`.
 
   Args:
@@ -42,6 +44,8 @@ def write_kaggle_tree(root, per_class: Dict[str, int], *, side: Optional[int] = 
       downloaded radiographs are; otherwise as 1-channel grey JPEGs.
     quirks: add the odd-but-valid images, the bad files and the junk of real downloads.
     seed: which synthetic images to draw.
+    leak_per_kind: plant this many transformed copies of train images per kind of
+      transformation in the other splits (`leak.plant_leaks`; ground truth in leaks.json).
   Returns:
     The folder that holds the split folders.
   """
@@ -54,6 +58,8 @@ def write_kaggle_tree(root, per_class: Dict[str, int], *, side: Optional[int] = 
                for i in range(n)]
   for _ in parallel.ordered_map(lambda job: _write_plain(*job, side=side, rgb=rgb), jobs):
     pass
+  if leak_per_kind:
+    leak.plant_leaks(data, leak_per_kind, seed=seed)
   if quirks:
     for s_index, split in enumerate(sorted(per_class)):
       _write_quirks(data / SPLIT_FOLDERS[split], [seed, s_index, 99], side)
@@ -135,10 +141,14 @@ def main(argv=None) -> None:
   parser.add_argument("--side", type=int, default=None, help="downscale to this longer side")
   parser.add_argument("--rgb", action="store_true", help="3-channel JPEGs of the grey pictures")
   parser.add_argument("--no_quirks", action="store_true", help="only plain JPEGs")
+  parser.add_argument("--leak", type=int, default=0, help="transformed copies of train images "
+                      "per kind of transformation, planted in val/test (ground truth: leaks.json)")
+  parser.add_argument("--seed", type=int, default=0, help="which synthetic images to draw")
   args = parser.parse_args(argv)
   small = max(1, args.per_class // 8)
   data = write_kaggle_tree(args.root, {"train": args.per_class, "validation": small, "test": small},
-                           side=args.side, rgb=args.rgb, quirks=not args.no_quirks)
+                           side=args.side, rgb=args.rgb, quirks=not args.no_quirks,
+                           seed=args.seed, leak_per_kind=args.leak)
   print(f"wrote {data}")
 
 
