@@ -4,12 +4,14 @@
   python -m bonefrac.bench pipeline --data DIR [--data_dir D] [--repeats 2] [--steady_epochs 20]
   python -m bonefrac.bench train [--models cnn,vgg16] [--precisions float32,auto] [--xla off,on]
                                  [--steps 10] [--dataset NAME --data_dir D] [--data DIR]
+  python -m bonefrac.bench audit --data DIR     # DIR from fake_download --leak N
 
 DIR is a Kaggle-layout tree (the kaggle config's manual dir), for example from
 `python -m bonefrac_tfds.bone_fracture.fake_download DIR --per_class 1000 --no_quirks`.
 `build`: see `bonefrac.bench_build`; `pipeline`: see `bonefrac.bench_pipeline`; `train`: see
-`bonefrac.bench_train` (there `--data` is optional and adds the original's setup). The original
-loader needs `pip install ".[bench]"`.
+`bonefrac.bench_train` (there `--data` is optional and adds the original's setup); `audit`: see
+`bonefrac.bench_audit`. The original loader and the perceptual hashes need
+`pip install ".[bench]"`.
 """
 
 import tempfile
@@ -37,8 +39,8 @@ _DATASET = flags.DEFINE_string("dataset", "bone_fracture/synthetic", "train: TFD
                                "batches are cycled (built first if needed).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "train: image side.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "train: batch size.")
-COMMANDS = ("build", "pipeline", "train")
-USAGE = "usage: python -m bonefrac.bench {build,pipeline,train} [--data DIR]"
+COMMANDS = ("build", "pipeline", "train", "audit")
+USAGE = "usage: python -m bonefrac.bench {build,pipeline,train,audit} [--data DIR]"
 
 
 def run(command: str) -> dict:
@@ -49,6 +51,12 @@ def run(command: str) -> dict:
     return bench_train.bench_train(config, model_names=_MODELS.value, precisions=_PRECISIONS.value,
                                    xla=[v == "on" for v in _XLA.value], steps=_STEPS.value,
                                    manual_dir=_DATA.value)
+  if command == "audit":
+    from bonefrac import bench_audit
+    try:
+      return bench_audit.bench_audit(_DATA.value)
+    except ValueError as e:
+      raise errors.UserError(str(e)) from None
   if command == "build":
     from bonefrac import bench_build
     return bench_build.bench_build(_DATA.value, _REPEATS.value or 3)

@@ -43,3 +43,22 @@ def test_each_loader_yields_the_train_split_in_its_own_form(tmp_path):
   assert {"keras_ifd_cached", "decode_only", "ours_first", "ours_steady",
           "ours_steady_over_keras_ifd_cached"} <= set(result)
   assert "seed" not in result and "keras_ifd" not in result  # only the loaders asked for
+
+
+def test_bench_audit_scores_the_finder_and_the_hashes_on_planted_copies(tmp_path):
+  fake_download.write_kaggle_tree(tmp_path, {"train": 5, "test": 2}, quirks=False, seed=2,
+                                  leak_per_kind=1)
+  from bonefrac import bench_audit
+  result = bench_audit.bench_audit(tmp_path)
+  assert result["images"] == 2 * 7 + 15 and result["planted_pairs"] == 15
+  ours = result["bonefrac"]
+  assert ours["recall_per_kind"]["rotate"] == "1/1" and ours["pair_precision"] == 1.0
+  # An exact pHash (CleanVision's near-duplicate check) cannot see a rotated copy.
+  assert result["phash_cleanvision"]["recall_per_kind"]["rotate"] == "0/1"
+  assert result["phash_cleanvision"]["recall_per_kind"]["exact"] == "1/1"
+
+
+def test_bench_audit_needs_planted_copies(tmp_path):
+  from bonefrac import bench_audit
+  with pytest.raises(ValueError, match="fake_download --leak"):
+    bench_audit.bench_audit(tmp_path)
