@@ -33,6 +33,10 @@ class BuildReport:
     logging.info("bone_fracture/%s %s: kept %d, skipped %d %s", self._report["config"], split,
                  sum(kept.values()), len(skipped), dict(sorted(reasons.items())) or "")
 
+  def add(self, section: str, value) -> None:
+    """Adds a section of its own (the kaggle configs' duplicates and re-split)."""
+    self._report[section] = value
+
   def write(self, data_dir: epath.PathLike) -> epath.Path:
     path = epath.Path(data_dir) / REPORT_NAME
     path.write_text(json.dumps(self._report, indent=2) + "\n")
