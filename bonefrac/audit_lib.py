@@ -16,10 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from bonefrac.errors import UserError
-from bonefrac_tfds.bone_fracture import duplicates, image_files, layout, parallel
+from bonefrac_tfds.bone_fracture import duplicates, grouping, image_files, layout, parallel
 
-SPLITS = ("train", "validation", "test")
-SPLIT_PAIRS = (("train", "test"), ("train", "validation"), ("validation", "test"))
+SPLITS = grouping.SPLITS
 LABELS = ("not_fractured", "fractured")
 
 
@@ -98,21 +97,15 @@ def _signature(image: AuditImage):
 
 
 def summarise(images: Sequence[AuditImage], groups: Sequence[Sequence[AuditImage]]) -> Dict:
-  """The audit's summary: counts, and per split pair the images of the later split that have a
-  duplicate in the earlier one."""
-  per_split = {s: sum(i.split == s for i in images) for s in SPLITS}
-  leaks = {}
-  for earlier, later in SPLIT_PAIRS:
-    leaking = sum(sum(m.split == later for m in g) for g in groups
-                  if any(m.split == earlier for m in g))
-    leaks[f"{earlier}-{later}"] = {"images": leaking, "of": per_split[later],
-                                   "share": round(leaking / per_split[later], 4)
-                                   if per_split[later] else None}
-  return {"images": len(images), "images_per_split": per_split, "groups": len(groups),
-          "images_in_groups": sum(len(g) for g in groups),
-          "groups_spanning_splits": sum(len({m.split for m in g}) > 1 for g in groups),
-          "later_split_images_with_a_duplicate_in_the_earlier": leaks,
-          "groups_with_disagreeing_labels": sum(len({m.label for m in g}) > 1 for g in groups)}
+  """The audit's summary (`grouping.leakage`): counts, and per split pair the images of the
+  later split that have a duplicate in the earlier one."""
+  position = {id(image): i for i, image in enumerate(images)}
+  ids = {str(i): i for i in range(len(images))}
+  for group in groups:
+    first = min(position[id(m)] for m in group)
+    ids.update({str(position[id(m)]): first for m in group})
+  return grouping.leakage({str(i): m.split for i, m in enumerate(images)},
+                          {str(i): m.label for i, m in enumerate(images)}, ids)
 
 
 def summary_rows(summary: Dict) -> List[Dict]:
