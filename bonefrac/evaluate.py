@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bonefrac import callbacks, export, input_pipeline, report, summaries, workdir
+from bonefrac import callbacks, export, input_pipeline, leakage, report, summaries, workdir
 
 
 def labels_and_filenames(builder, split: str):
@@ -39,6 +39,10 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
     val_probabilities = predict(model, builder, "validation", config)
   metrics = report.evaluate(labels, probabilities, validation_labels=val_labels,
                             validation_probabilities=val_probabilities)
+  leak = leakage.section(builder, split, labels, probabilities)
+  if leak:
+    leakage.warn(config.dataset, leak)
+    metrics["leakage"] = leak
   history = workdir.read_history(paths.history)
   workdir.write_predictions(os.path.join(config.workdir, f"predictions_{split}.csv"), names,
                             labels, probabilities)

@@ -31,8 +31,10 @@ def leaky_builds(tmp_path_factory):
   config = tfds.download.DownloadConfig(manual_dir=str(root))
   builds = {}
   for name, folder in (("kaggle", "k"), ("kaggle_grouped", "g1"), ("kaggle_grouped", "g2")):
-    builder = bonefrac_tfds.BoneFracture(config=name, data_dir=str(tmp_path_factory.mktemp(folder)))
+    data_dir = str(tmp_path_factory.mktemp(folder))
+    builder = bonefrac_tfds.BoneFracture(config=name, data_dir=data_dir)
     builder.download_and_prepare(download_config=config)
+    builder.root = data_dir  # for bonefrac.train's --data_dir
     builds[folder] = builder
   return planted, builds
 
@@ -98,3 +100,25 @@ def test_synthetic_images_are_each_their_own_group(tmp_path):
   builder.download_and_prepare()
   groups = [g for _, g in _examples(builder).values()]
   assert len(groups) == 10 and len(set(groups)) == 10
+
+
+def _train(builder, dataset, workdir):
+  from bonefrac import train_lib
+  return train_lib.train(train_lib.TrainConfig(
+      dataset=dataset, data_dir=builder.root, workdir=str(workdir), image_size=32, epochs=1,
+      batch_size=8, dense_units=(8,), verbose=0))
+
+
+def test_a_report_on_leaky_splits_says_so_with_the_clean_figures(leaky_builds, tmp_path, capsys):
+  planted, builds = leaky_builds
+  report = _train(builds["k"], "bone_fracture/kaggle", tmp_path / "k")
+  leak = report["leakage"]
+  copies_in_test = sum(p["copy"].startswith("test/") and p["kind"] != "combo" for p in planted)
+  assert leak["split"] == "test" and leak["images_with_a_copy_in_train"] >= copies_in_test > 0
+  leaked = leak["images_with_a_copy_in_train"]
+  assert leak["of"] == report["n"] and leak["clean"]["n"] == report["n"] - leaked
+  assert "validation_images_with_a_copy_in_train" in leak
+  warning = [line for line in capsys.readouterr().err.splitlines() if "have a copy in train" in line]
+  assert len(warning) == 1 and "bone_fracture/kaggle_grouped" in warning[0]
+  grouped = _train(builds["g1"], "bone_fracture/kaggle_grouped", tmp_path / "g")
+  assert "leakage" not in grouped  # no test image has a copy in train
