@@ -10,6 +10,17 @@ import pytest  # noqa: E402
 SMALL_SPLITS = (("train", 40), ("validation", 16), ("test", 16))
 
 
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+  """`train_lib.train` sets Keras' global dtype policy (mixed_bfloat16 where the CPU has AMX or
+  AVX512-BF16); layers built by a later test in the same process would inherit it."""
+  yield
+  import sys
+  keras = sys.modules.get("keras")
+  if keras is not None:
+    keras.mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def small_data_dir(tmp_path_factory):
   """A data dir holding bone_fracture/synthetic_small (40/16/16 generated radiographs)."""
