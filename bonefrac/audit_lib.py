@@ -7,7 +7,6 @@ each later split leaks from an earlier one.
 """
 
 import dataclasses
-import io
 import itertools
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
@@ -39,18 +38,19 @@ def from_manual_dir(manual_dir: str) -> List[AuditImage]:
     found = layout.find_layout(manual_dir)
   except layout.LayoutError as e:
     raise UserError(f"--manual_dir={manual_dir}: {str(e).splitlines()[0]}") from None
-  return [AuditImage(entry.key, split, entry.label, _file_reader(entry.path))
+  return [AuditImage(entry.key, split, entry.label, _grey_reader(entry.path.read_bytes))
           for split in SPLITS for entry in found.splits.get(split, [])]
 
 
-def _file_reader(path) -> Callable[[], np.ndarray]:
-  return lambda: image_files.decode_grey(path.read_bytes())[0]
+def _grey_reader(read_bytes: Callable[[], bytes]) -> Callable[[], np.ndarray]:
+  """Reads and decodes on demand, with the dataset builder's own reader."""
+  return lambda: image_files.decode_grey(read_bytes())[0]
 
 
 def from_dataset(name: str, data_dir: Optional[str]) -> List[AuditImage]:
   """The images of a built TFDS dataset (its stored bytes, decoded on demand)."""
   import tensorflow_datasets as tfds
-  import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
+  from bonefrac import input_pipeline  # registers bone_fracture; imports TensorFlow
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:
@@ -61,15 +61,11 @@ def from_dataset(name: str, data_dir: Optional[str]) -> List[AuditImage]:
   images = []
   for split in (s for s in SPLITS if s in builder.info.splits):
     ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()},
-                            read_config=tfds.ReadConfig(try_autocache=False))
+                            read_config=input_pipeline.READ_CONFIG)
     for example in tfds.as_numpy(ds):
       images.append(AuditImage(example["filename"].decode(), split, int(example["label"]),
-                               _bytes_reader(bytes(example["image"]))))
+                               _grey_reader(lambda data=bytes(example["image"]): data)))
   return images
-
-
-def _bytes_reader(data: bytes) -> Callable[[], np.ndarray]:
-  return lambda: np.asarray(Image.open(io.BytesIO(data)).convert("L"))
 
 
 def audit(images: Sequence[AuditImage], progress: Callable[[Iterator], Iterator] = iter) -> Dict:

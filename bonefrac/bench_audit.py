@@ -25,23 +25,6 @@ from bonefrac_tfds.bone_fracture import duplicates, image_files, leak, parallel
 HAMMING_THRESHOLD = 10  # imagededup's default for its PHash
 
 
-def _groups_of_pairs(n: int, pairs) -> List[List[int]]:
-  parent = list(range(n))
-
-  def root(i):
-    while parent[i] != i:
-      parent[i] = parent[parent[i]]
-      i = parent[i]
-    return i
-
-  for i, j in pairs:
-    parent[root(j)] = root(i)
-  groups: Dict[int, List[int]] = {}
-  for i in range(n):
-    groups.setdefault(root(i), []).append(i)
-  return [g for g in groups.values() if len(g) > 1]
-
-
 def _hash_groups(greys, method: str, threshold: int) -> List[List[int]]:
   import imagehash  # the bench extra
   function = {"phash": imagehash.phash, "whash": imagehash.whash}[method]
@@ -51,7 +34,7 @@ def _hash_groups(greys, method: str, threshold: int) -> List[List[int]]:
   for i in range(len(packed)):  # all pairs: a hash is 8 bytes, cheap to compare
     distances = np.unpackbits(packed[i] ^ packed[i + 1:], axis=1).sum(axis=1)
     pairs += [(i, i + 1 + int(j)) for j in np.flatnonzero(distances <= threshold)]
-  return _groups_of_pairs(len(greys), pairs)
+  return duplicates.connected_groups(len(greys), pairs)
 
 
 def score(groups: Sequence[Sequence[int]], names: Sequence[str], planted: Sequence[Dict]) -> Dict:

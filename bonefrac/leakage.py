@@ -21,19 +21,15 @@ def split_groups(builder, split: str) -> np.ndarray:
   return np.array([int(g) for g in tfds.as_numpy(ds.map(lambda ex: ex["group"]))], np.int64)
 
 
-def leaked_into(builder, split: str) -> Optional[np.ndarray]:
-  """Per example of `split`, whether its group is also in train; None without groups."""
-  if "group" not in builder.info.features or "train" not in builder.info.splits:
-    return None
-  return np.isin(split_groups(builder, split), split_groups(builder, "train"))
-
-
 def section(builder, split: str, labels, probabilities) -> Optional[Dict]:
   """report.json's `leakage` when `split` shares groups with train (else None): how many of its
   images have a copy in train, the same for validation (which chose the checkpoint), and the
   metrics at 0.5 and the AUCs on the clean subset."""
-  leaked = leaked_into(builder, split)
-  if leaked is None or not leaked.any():
+  if "group" not in builder.info.features or "train" not in builder.info.splits:
+    return None
+  train = split_groups(builder, "train")
+  leaked = np.isin(split_groups(builder, split), train)
+  if not leaked.any():
     return None
   labels, probabilities = np.asarray(labels), np.asarray(probabilities)
   clean = ~leaked
@@ -42,7 +38,7 @@ def section(builder, split: str, labels, probabilities) -> Optional[Dict]:
             "clean": {**report.operating_point(labels[clean], probabilities[clean], 0.5),
                       **report.ranking_scores(labels[clean], probabilities[clean])}}
   if split != "validation" and "validation" in builder.info.splits:
-    validation = leaked_into(builder, "validation")
+    validation = np.isin(split_groups(builder, "validation"), train)
     result["validation_images_with_a_copy_in_train"] = int(validation.sum())
   return result
 

@@ -203,7 +203,19 @@ def find_groups(signatures: Sequence[Signature],
   for i, sig in enumerate(signatures):
     by_digest.setdefault(sig.digest, []).append(i)
   pairs |= {(group[0], j) for group in by_digest.values() for j in group[1:]}
-  parent = list(range(len(signatures)))
+  verified = []
+  for done, (i, j) in enumerate(sorted(pairs), start=1):
+    if verify(signatures[i], signatures[j]) is not None:
+      verified.append((i, j))
+    if progress:
+      progress(done, len(pairs))
+  return connected_groups(len(signatures), verified)
+
+
+def connected_groups(n: int, pairs) -> List[List[int]]:
+  """The connected components of 2 or more of `n` items joined by `pairs`, each sorted,
+  smallest first."""
+  parent = list(range(n))
 
   def root(i):
     while parent[i] != i:
@@ -211,12 +223,9 @@ def find_groups(signatures: Sequence[Signature],
       i = parent[i]
     return i
 
-  for done, (i, j) in enumerate(sorted(pairs), start=1):
-    if root(i) != root(j) and verify(signatures[i], signatures[j]) is not None:
-      parent[root(j)] = root(i)
-    if progress:
-      progress(done, len(pairs))
+  for i, j in pairs:
+    parent[root(j)] = root(i)
   groups: Dict[int, List[int]] = {}
-  for i in range(len(signatures)):
+  for i in range(n):
     groups.setdefault(root(i), []).append(i)
   return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
