@@ -56,8 +56,7 @@ def from_dataset(name: str, data_dir: Optional[str]) -> List[AuditImage]:
   except Exception as e:
     raise UserError(f"unknown --dataset={name}: {str(e).splitlines()[0]}") from None
   if not builder.is_prepared():
-    raise UserError(f"{name} is not built in {builder.data_dir}; build it with `tfds build` "
-                    "or pass --data_dir, or audit the download with --manual_dir")
+    raise UserError(_not_built(name, builder.data_dir, str(builder.version)))
   images = []
   for split in (s for s in SPLITS if s in builder.info.splits):
     ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()},
@@ -66,6 +65,18 @@ def from_dataset(name: str, data_dir: Optional[str]) -> List[AuditImage]:
       images.append(AuditImage(example["filename"].decode(), split, int(example["label"]),
                                _grey_reader(lambda data=bytes(example["image"]): data)))
   return images
+
+
+def _not_built(name: str, version_dir: str, version: str) -> str:
+  """Why `name` cannot be read, naming an older build (without the `group` feature) if any."""
+  folder = os.path.dirname(version_dir)
+  older = sorted(v for v in (os.listdir(folder) if os.path.isdir(folder) else []) if v != version)
+  if older:
+    return (f"{name} is built in {folder} only as version {', '.join(older)}, before the `group` "
+            f"feature; rebuild it as {version} with `tfds build`, or audit the download with "
+            "--manual_dir")
+  return (f"{name} is not built in {version_dir}; build it with `tfds build` or pass "
+          "--data_dir, or audit the download with --manual_dir")
 
 
 def audit(images: Sequence[AuditImage], progress: Callable[[Iterator], Iterator] = iter) -> Dict:

@@ -128,6 +128,14 @@ def test_the_cli_on_a_download_and_on_the_built_dataset(leaky, tmp_path):
   assert all("/" not in f.split("fractured/")[-1] for g in from_dataset["groups"] for f in g["files"])
 
 
+def test_a_build_older_than_the_group_feature_is_named(tmp_path):
+  (tmp_path / "tfds" / "bone_fracture" / "kaggle" / "1.0.0").mkdir(parents=True)
+  result = audit_cli("--dataset=bone_fracture/kaggle", f"--data_dir={tmp_path / 'tfds'}", cwd=tmp_path)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert "only as version 1.0.0, before the `group` feature" in last and "tfds build" in last
+
+
 @pytest.mark.parametrize("args, message", [
     ((), "give one of --manual_dir"),
     (("--manual_dir=/no/such/folder",), "--manual_dir=/no/such/folder: no such folder"),

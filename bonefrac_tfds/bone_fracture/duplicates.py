@@ -6,7 +6,8 @@ Three steps (reasons and measurements: BUILD_NOTES.md, "The duplicate finder"):
    mirror image (SIFT is rotation- and scale-invariant but not flip-invariant), and the
    equalised picture itself; identical pixels also share a digest;
 2. candidates from approximate nearest neighbours of every keypoint descriptor among all the
-   others' (a FLANN k-d tree, sub-quadratic), by votes per image;
+   images' descriptors, as they are and mirrored (FLANN k-d trees, searched on all cores;
+   sub-quadratic), by votes per image;
 3. verification of each candidate pair: a similarity transform (rotation, scale, shift) from
    matched keypoints with RANSAC, then the rank correlation of the two equalised, blurred
    pictures over their overlap once aligned. Look-alike radiographs (two forearms in one pose)
@@ -21,11 +22,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 import cv2
 import numpy as np
 
-FEATURE_SIDE = 224  # px of the longer side the signature is computed at
-N_FEATURES = 300  # SIFT keypoints
+from bonefrac_tfds.bone_fracture import parallel
+
+FEATURE_SIDE = 160  # px of the longer side the signature is computed at (224: 2x the time)
+N_FEATURES = 300  # SIFT keypoints, at most
+SIFT_CONTRAST = 0.01  # SIFT's contrast threshold: low, for enough keypoints at 160 px
 INDEX_DIMS = 32  # descriptors are projected to this many dimensions for the neighbour search
 NEIGHBOURS, MIN_VOTES, TOP_CANDIDATES = 3, 3, 5
 FLANN_CHECKS = 16  # leaves the approximate search visits: speed against missed neighbours
+FLANN_TREES = 4  # randomised k-d trees (1: 0.7x the search time, a few more missed pairs)
 MIN_INLIERS = 4  # matched keypoints consistent with one similarity transform
 MIN_OVERLAP = 0.3  # of the smaller picture, once aligned
 MIN_CORRELATION = 0.97  # rank correlation of the aligned pictures (duplicates measured >= 0.98)
@@ -62,7 +67,7 @@ def signature(grey: np.ndarray) -> Signature:
   valid = small > 3
   # Not on the edge of a rotation's black fill: its corners would take the keypoints.
   inside = cv2.erode(valid.astype(np.uint8), np.ones((7, 7), np.uint8))
-  sift = cv2.SIFT_create(nfeatures=N_FEATURES, contrastThreshold=0.02)
+  sift = cv2.SIFT_create(nfeatures=N_FEATURES, contrastThreshold=SIFT_CONTRAST)
   keypoints, found = sift.detectAndCompute(picture, inside)
   points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
   descriptors = _root_sift(found)
@@ -90,27 +95,45 @@ def _root_sift(found: Optional[np.ndarray]) -> np.ndarray:
 
 def candidate_pairs(signatures: Sequence[Signature]) -> Set[Tuple[int, int]]:
   """Pairs (i < j) worth verifying: images whose keypoints are among each other's nearest
-  neighbours MIN_VOTES times or more (each image's TOP_CANDIDATES best, both orientations)."""
-  owners = np.concatenate([np.full(len(s.descriptors[0]), i) for i, s in enumerate(signatures)])
-  if len(owners) == 0:
+  neighbours MIN_VOTES times or more (each image's TOP_CANDIDATES best)."""
+  # The index holds every image as is and mirrored, and is asked with the images as they are:
+  # a mirrored copy finds its source's mirrored side. Half the questions of asking both sides,
+  # and an image's own mirrored keypoints take the neighbour places of symmetric look-alikes.
+  sides = [(i, d) for i, s in enumerate(signatures) for d in s.descriptors if len(d)]
+  if not sides:
     return set()
-  all_descriptors = np.concatenate([s.descriptors[0] for s in signatures]).astype(np.float32)
+  owners = np.concatenate([np.full(len(d), i) for i, d in sides])
+  all_descriptors = np.concatenate([d for _, d in sides]).astype(np.float32)
   projection = _projection(all_descriptors)
-  matcher = cv2.FlannBasedMatcher(dict(algorithm=1, trees=4), dict(checks=FLANN_CHECKS))
-  matcher.add([all_descriptors @ projection])
-  matcher.train()
-  pairs = set()
-  for i, sig in enumerate(signatures):
-    votes: Dict[int, int] = {}
-    for descriptors in sig.descriptors:
-      if len(descriptors) == 0:
-        continue
-      for row in matcher.knnMatch(descriptors.astype(np.float32) @ projection, k=NEIGHBOURS):
-        for j in {int(owners[m.trainIdx]) for m in row} - {i}:
-          votes[j] = votes.get(j, 0) + 1
-    best = sorted(votes.items(), key=lambda item: -item[1])[:TOP_CANDIDATES]
-    pairs |= {(min(i, j), max(i, j)) for j, count in best if count >= MIN_VOTES}
-  return pairs
+  index = cv2.flann_Index(all_descriptors @ projection, dict(algorithm=1, trees=FLANN_TREES))
+  queries = [(i, s.descriptors[0]) for i, s in enumerate(signatures) if len(s.descriptors[0])]
+  asking = np.concatenate([np.full(len(d), i) for i, d in queries])
+  chunks = [np.concatenate([d for _, d in queries[k:k + 256]]) for k in range(0, len(queries), 256)]
+  k = min(NEIGHBOURS, len(owners))
+
+  def search(chunk):  # FLANN's search is read-only and releases the GIL: a chunk a thread
+    return index.knnSearch(chunk.astype(np.float32) @ projection, k,
+                           params=dict(checks=FLANN_CHECKS))[0]
+
+  found = owners[np.concatenate(list(parallel.ordered_map(search, chunks)))]  # [queries, k]
+  return _most_voted(asking, found, len(signatures))
+
+
+def _most_voted(asking: np.ndarray, found: np.ndarray, n: int) -> Set[Tuple[int, int]]:
+  """Each asking image's TOP_CANDIDATES most found others with MIN_VOTES or more, a vote
+  being one query keypoint with the other among its neighbours."""
+  found = np.sort(found, axis=1)
+  first = np.ones(found.shape, bool)
+  first[:, 1:] = found[:, 1:] != found[:, :-1]  # an image counts once per keypoint
+  keep = first & (found != asking[:, None])
+  pair_keys, votes = np.unique(np.repeat(asking, found.shape[1])[keep.ravel()] * n
+                               + found.ravel()[keep.ravel()], return_counts=True)
+  i, j = pair_keys // n, pair_keys % n
+  order = np.lexsort((j, -votes, i))  # per image, most votes first, ties by index
+  i, j, votes = i[order], j[order], votes[order]
+  rank = np.arange(len(i)) - np.searchsorted(i, i)
+  chosen = (rank < TOP_CANDIDATES) & (votes >= MIN_VOTES)
+  return {(int(min(a, b)), int(max(a, b))) for a, b in zip(i[chosen], j[chosen])}
 
 
 def _projection(descriptors: np.ndarray) -> np.ndarray:
@@ -175,17 +198,12 @@ def _aligned_correlation(a: Signature, b: Signature, transform, mirrored: bool):
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-  """Rank correlation with tied values sharing their average rank (blurred 8-bit pictures tie
-  a lot, clipped ones most)."""
+  """Rank correlation of two uint8 samples, tied values sharing their average rank (blurred
+  8-bit pictures tie a lot, clipped ones most). Ranks by counting, not sorting: 256 values."""
   def ranks(values):
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_values)) + 1]
-    ends = np.r_[starts[1:], len(values)]
-    average = np.repeat((starts + ends - 1) / 2.0, ends - starts)
-    out = np.empty(len(values))
-    out[order] = average
-    return out
+    counts = np.bincount(values, minlength=256)
+    below = np.cumsum(counts) - counts
+    return (below + (counts - 1) / 2.0)[values]
   rx, ry = ranks(x), ranks(y)
   if rx.std() == 0 or ry.std() == 0:
     return 0.0
