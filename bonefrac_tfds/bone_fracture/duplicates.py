@@ -103,17 +103,17 @@ def candidate_pairs(signatures: Sequence[Signature]) -> Set[Tuple[int, int]]:
   if not sides:
     return set()
   owners = np.concatenate([np.full(len(d), i) for i, d in sides])
-  all_descriptors = np.concatenate([d for _, d in sides]).astype(np.float32)
-  projection = _projection(all_descriptors)
-  index = cv2.flann_Index(all_descriptors @ projection, dict(algorithm=1, trees=FLANN_TREES))
+  projection, centre = _projection([d for _, d in sides])
+  # Projected image by image: the float32 128-d descriptors of all images are never held.
+  index = cv2.flann_Index(np.concatenate([(d - centre) @ projection for _, d in sides]),
+                          dict(algorithm=1, trees=FLANN_TREES))
   queries = [(i, s.descriptors[0]) for i, s in enumerate(signatures) if len(s.descriptors[0])]
   asking = np.concatenate([np.full(len(d), i) for i, d in queries])
   chunks = [np.concatenate([d for _, d in queries[k:k + 256]]) for k in range(0, len(queries), 256)]
   k = min(NEIGHBOURS, len(owners))
 
   def search(chunk):  # FLANN's search is read-only and releases the GIL: a chunk a thread
-    return index.knnSearch(chunk.astype(np.float32) @ projection, k,
-                           params=dict(checks=FLANN_CHECKS))[0]
+    return index.knnSearch((chunk - centre) @ projection, k, params=dict(checks=FLANN_CHECKS))[0]
 
   found = owners[np.concatenate(list(parallel.ordered_map(search, chunks)))]  # [queries, k]
   return _most_voted(asking, found, len(signatures))
@@ -136,11 +136,16 @@ def _most_voted(asking: np.ndarray, found: np.ndarray, n: int) -> Set[Tuple[int,
   return {(int(min(a, b)), int(max(a, b))) for a, b in zip(i[chosen], j[chosen])}
 
 
-def _projection(descriptors: np.ndarray) -> np.ndarray:
-  """The INDEX_DIMS principal directions of (a sample of) the descriptors: a smaller index."""
-  sample = descriptors[np.random.default_rng(0).permutation(len(descriptors))[:20_000]]
-  _, _, directions = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
-  return np.ascontiguousarray(directions[:INDEX_DIMS].T)
+def _projection(descriptors: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+  """(The INDEX_DIMS principal directions [128, INDEX_DIMS], the mean) of a sample of the
+  descriptors: a smaller index."""
+  rows = np.cumsum([0] + [len(d) for d in descriptors])
+  chosen = np.sort(np.random.default_rng(0).permutation(rows[-1])[:20_000])
+  owner = np.searchsorted(rows, chosen, side="right") - 1
+  sample = np.stack([descriptors[o][r - rows[o]] for o, r in zip(owner, chosen)]).astype(np.float32)
+  centre = sample.mean(axis=0)
+  _, _, directions = np.linalg.svd(sample - centre, full_matrices=False)
+  return np.ascontiguousarray(directions[:INDEX_DIMS].T), centre.astype(np.float32)
 
 
 def verify(a: Signature, b: Signature) -> Optional[Match]:
