@@ -3,9 +3,11 @@
 Takes every flag of `bonefrac.train` (they are the shared settings) plus `--models`.
 """
 
+import csv
 import dataclasses
 import json
 import os
+from typing import Dict, Optional, Sequence
 
 from bonefrac import quiet
 
@@ -13,7 +15,7 @@ quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
 
 from absl import flags  # noqa: E402
 
-from bonefrac import cli, distribute, errors, tables, train, train_lib  # noqa: E402
+from bonefrac import cli, distribute, errors, stats, tables, train, train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(train)  # --helpshort lists the training flags too
@@ -33,6 +35,35 @@ def markdown_table(rows) -> str:
   return tables.markdown_table(rows, [("model", "model"), *COLUMNS])
 
 
+def paired_difference(workdirs: Sequence[str], reports: Sequence[Dict]) -> Optional[Dict]:
+  """DeLong's paired test of the first two models' ROC AUCs on the images both evaluated, with
+  a sentence saying whether the difference is significant at 5%. None for fewer than two."""
+  if len(reports) < 2:
+    return None
+  first, second = ({row["filename"]: row for row in _read_predictions(w, r)}
+                   for w, r in zip(workdirs[:2], reports[:2]))
+  names = [n for n in first if n in second]
+  labels = [int(first[n]["label"]) for n in names]
+  result = stats.delong(labels, [float(first[n]["fracture_probability"]) for n in names],
+                        [float(second[n]["fracture_probability"]) for n in names])
+  a, b = reports[0]["model"], reports[1]["model"]
+  low, high = result["ci95"]
+  significant = result["p_value"] < 0.05
+  words = (f"{a}'s ROC AUC minus {b}'s on the same {len(names)} {reports[0]['split']} images: "
+           f"{result['difference']:+.4f} (95% CI {low:+.4f} to {high:+.4f}; DeLong's paired test "
+           f"p = {result['p_value']:.3g}): "
+           + (f"{a if result['difference'] > 0 else b} is significantly better at the 5% level."
+              if significant else "not a significant difference at the 5% level."))
+  return {"models": [a, b], "images": len(names), **result, "significant": significant,
+          "in_words": words}
+
+
+def _read_predictions(workdir: str, report: Dict):
+  path = os.path.join(workdir, report["outputs"]["predictions"])
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
 def main(argv):
   if len(argv) > 1:
     raise errors.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
@@ -45,9 +76,10 @@ def main(argv):
                                                  workdir=os.path.join(base.workdir, name)))
              for name in FLAGS.models]
   rows = comparison_rows(reports)
+  paired = paired_difference([os.path.join(base.workdir, name) for name in FLAGS.models], reports)
   with open(os.path.join(base.workdir, "comparison.json"), "w") as f:
-    json.dump(rows, f, indent=2)
-  table = markdown_table(rows)
+    json.dump({"models": rows, "paired_auc_difference": paired}, f, indent=2)
+  table = markdown_table(rows) + (f"\n{paired['in_words']}\n" if paired else "")
   with open(os.path.join(base.workdir, "comparison.md"), "w") as f:
     f.write(table)
   print(table)

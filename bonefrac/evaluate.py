@@ -37,8 +37,10 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
   if split != "validation":
     val_labels = labels_and_filenames(builder, "validation")[0]
     val_probabilities = predict(model, builder, "validation", config)
+  # Copies of one radiograph are one piece of evidence: intervals resample whole groups.
+  groups = leakage.split_groups(builder, split) if "group" in builder.info.features else None
   metrics = report.evaluate(labels, probabilities, validation_labels=val_labels,
-                            validation_probabilities=val_probabilities)
+                            validation_probabilities=val_probabilities, groups=groups)
   leak = leakage.section(builder, split, labels, probabilities)
   if leak:
     leakage.warn(config.dataset, leak)

@@ -7,9 +7,12 @@ from typing import Mapping, Optional
 import numpy as np
 from sklearn import metrics as skm
 
-from bonefrac import plots
+from bonefrac import plots, stats
 
 HIGH_SENSITIVITY = 0.95  # a missed fracture costs more than a false alarm
+HIGH_SENSITIVITY_RULE = ("the highest threshold whose one-sided 95% Clopper-Pearson lower bound "
+                         "of sensitivity on the validation positives reaches the target")
+BALANCED_RULE = "the threshold of the largest sensitivity + specificity - 1 on validation (Youden's J)"
 
 
 def operating_point(labels, probabilities, threshold: float) -> dict:
@@ -29,16 +32,6 @@ def operating_point(labels, probabilities, threshold: float) -> dict:
   }
 
 
-def threshold_for_sensitivity(labels, probabilities, target: float = HIGH_SENSITIVITY) -> float:
-  """The highest threshold whose sensitivity on these examples is at least `target`."""
-  labels = np.asarray(labels).astype(int)
-  if not labels.any():
-    raise ValueError("no fractured examples to choose a sensitivity threshold on")
-  _, tpr, thresholds = skm.roc_curve(labels, probabilities)
-  first = int(np.argmax(tpr >= target))  # tpr rises as the threshold falls
-  return float(min(thresholds[first], 1.0))  # roc_curve's first threshold is +inf
-
-
 def ranking_scores(labels, probabilities) -> dict:
   """ROC AUC and average precision (PR AUC); None when a class is missing."""
   labels = np.asarray(labels).astype(int)
@@ -49,18 +42,60 @@ def ranking_scores(labels, probabilities) -> dict:
 
 
 def evaluate(labels, probabilities, *, threshold: float = 0.5, validation_labels=None,
-             validation_probabilities=None) -> dict:
-  """The report's metric fields: the operating point at `threshold`, AUCs, and the
-  high-sensitivity operating point chosen on validation and measured on these examples."""
+             validation_probabilities=None, groups=None, resamples: int = stats.RESAMPLES) -> dict:
+  """The report's metric fields: the operating point at `threshold`, AUCs, the high-sensitivity
+  and balanced operating points chosen on validation and measured on these examples, and 95%
+  intervals of all of them (`ci95`; a cluster bootstrap over `groups` when given)."""
   report = {**operating_point(labels, probabilities, threshold),
             **ranking_scores(labels, probabilities)}
-  if validation_labels is not None and np.asarray(validation_labels).any():
-    chosen = threshold_for_sensitivity(validation_labels, validation_probabilities)
+  thresholds = {"default": threshold}
+  validation_labels = None if validation_labels is None else np.asarray(validation_labels)
+  if validation_labels is not None and 0 < validation_labels.sum() < validation_labels.size:
+    chosen = stats.confident_threshold(validation_labels, validation_probabilities, HIGH_SENSITIVITY)
+    balanced = stats.youden_threshold(validation_labels, validation_probabilities)
     report["high_sensitivity"] = {
-        "target_sensitivity": HIGH_SENSITIVITY,
-        "chosen_on": "validation",
-        **operating_point(labels, probabilities, chosen)}
+        "target_sensitivity": HIGH_SENSITIVITY, "chosen_on": "validation", "rule": HIGH_SENSITIVITY_RULE,
+        "validation": {k: v for k, v in chosen.items() if k != "threshold"},
+        **operating_point(labels, probabilities, chosen["threshold"])}
+    report["balanced"] = {"chosen_on": "validation", "rule": BALANCED_RULE,
+                          **operating_point(labels, probabilities, balanced)}
+    thresholds.update(high_sensitivity=chosen["threshold"], balanced=balanced)
+  intervals = stats.bootstrap_intervals(labels, probabilities, thresholds, groups, resamples)
+  # Per metric at the default threshold, and each chosen point's inside it.
+  report["ci95"] = {"method": intervals["method"], **intervals["default"],
+                    "auc": intervals["auc"], "pr_auc": intervals["pr_auc"]}
+  for name in ("high_sensitivity", "balanced"):
+    if name in report:
+      report[name]["ci95"] = intervals[name]
   return report
+
+
+def summary_rows(report: Mapping) -> list:
+  """One row per operating point, each figure with its 95% interval (what training prints)."""
+  rows = []
+  for name, point in (("default", report), ("high_sensitivity", report.get("high_sensitivity")),
+                      ("balanced", report.get("balanced"))):
+    if point:
+      rows.append({"operating point": name.replace("_", " "), "threshold": f"{point['threshold']:.3f}",
+                   **{metric: with_interval(point[metric], point.get("ci95", {}).get(metric))
+                      for metric in stats.RATES}})
+  return rows
+
+
+def summary_line(report: Mapping) -> str:
+  """The evaluated split, its AUCs with intervals, and how the intervals were made."""
+  ci = report.get("ci95", {})
+  return (f"{report.get('split', 'evaluated split')} ({report['n']} images): ROC AUC "
+          f"{with_interval(report.get('auc'), ci.get('auc'))}, PR AUC "
+          f"{with_interval(report.get('pr_auc'), ci.get('pr_auc'))}; 95% intervals: "
+          f"{ci.get('method', 'none')}")
+
+
+def with_interval(value, interval) -> str:
+  """0.955 [0.925, 0.980]."""
+  if value is None:
+    return "-"
+  return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
 
 def write_report(workdir: str, report: Mapping) -> str:

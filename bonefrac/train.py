@@ -9,7 +9,7 @@ quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
 
 from absl import flags  # noqa: E402
 
-from bonefrac import cli, common_flags, distribute, errors, train_lib  # noqa: E402
+from bonefrac import cli, common_flags, distribute, errors, report, tables, train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(common_flags)  # --helpshort lists the shared flags too
@@ -72,6 +72,9 @@ def main(argv):
     raise errors.UserError(f"unexpected arguments {argv[1:]}; all options are --flags")
   distribute.split_cpu(FLAGS.cpu_replicas)  # before TensorFlow creates its devices
   result = train_lib.train(config_from_flags())
+  if "ci95" in result:
+    print(report.summary_line(result))
+    print(tables.markdown_table(report.summary_rows(result)), end="")
   keys = ("model", "split", "n", "accuracy", "sensitivity", "specificity", "f1", "auc",
           "epochs_run", "chief")
   print(json.dumps({k: result[k] for k in keys if k in result}))

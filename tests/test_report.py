@@ -16,17 +16,25 @@ def test_operating_point_counts_and_ratios():
   assert point["precision"] == 0.75 and point["f1"] == pytest.approx(0.75)
 
 
-def test_high_sensitivity_threshold_is_the_highest_that_reaches_the_target():
-  threshold = report.threshold_for_sensitivity(LABELS, PROBS, 0.95)
-  assert threshold == pytest.approx(0.4)  # the lowest-scored fracture must still be caught
-  assert report.operating_point(LABELS, PROBS, threshold)["sensitivity"] == 1.0
-
-
-def test_evaluate_adds_aucs_and_the_validation_chosen_point():
-  result = report.evaluate(LABELS, PROBS, validation_labels=LABELS, validation_probabilities=PROBS)
+def test_evaluate_adds_aucs_the_validation_chosen_points_and_intervals():
+  result = report.evaluate(LABELS, PROBS, validation_labels=LABELS, validation_probabilities=PROBS,
+                           resamples=200)
   assert result["auc"] == pytest.approx(15 / 16)  # one pair of 16 misordered
-  assert result["high_sensitivity"]["threshold"] == pytest.approx(0.4)
+  high = result["high_sensitivity"]
+  # 4 validation positives cannot show 95% sensitivity with 95% confidence: all must be caught
+  assert high["threshold"] == pytest.approx(0.4) and not high["validation"]["target_met"]
+  assert "Clopper-Pearson" in high["rule"] and high["sensitivity"] == 1.0
+  assert result["balanced"]["threshold"] == pytest.approx(0.7) and "Youden" in result["balanced"]["rule"]
+  rates = {"accuracy", "precision", "sensitivity", "specificity", "f1"}
+  assert set(result["ci95"]) == rates | {"auc", "pr_auc", "method"}
+  assert set(high["ci95"]) == set(result["balanced"]["ci95"]) == rates
+  low, high_end = result["ci95"]["accuracy"]
+  assert low <= result["accuracy"] <= high_end
   assert report.ranking_scores(np.zeros(4), np.ones(4)) == {"auc": None, "pr_auc": None}
+  rows = report.summary_rows(result)
+  assert [r["operating point"] for r in rows] == ["default", "high sensitivity", "balanced"]
+  assert report.summary_line(result).startswith("evaluated split (8 images): ROC AUC 0.938 [")
+  assert rows[0]["accuracy"] == f"0.750 [{low:.3f}, {high_end:.3f}]"
 
 
 def test_plots_are_png_files(tmp_path):
@@ -44,3 +52,22 @@ def test_comparison_table_has_a_row_per_model():
   lines = table.splitlines()
   assert len(lines) == 4 and lines[2].startswith("| cnn | 0.900 | 0.910 |")
   assert "14,000,000" in lines[3] and "| - |" in lines[3]
+
+
+def test_compare_tests_the_paired_auc_difference_on_the_same_images(tmp_path):
+  from bonefrac import workdir
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 2, 300)
+  good = np.clip(labels * 0.4 + rng.random(300) * 0.6, 0, 1)
+  reports = []
+  for name, scores in (("cnn", good), ("vgg16", np.clip(good + rng.normal(0, 0.4, 300), 0, 1))):
+    (tmp_path / name).mkdir()
+    order = rng.permutation(300)  # the files need not be in the same order
+    workdir.write_predictions(str(tmp_path / name / "predictions_test.csv"),
+                              [f"f{i}.jpg" for i in order], labels[order], scores[order])
+    reports.append({"model": name, "split": "test", "outputs": {"predictions": "predictions_test.csv"}})
+  paired = compare.paired_difference([str(tmp_path / "cnn"), str(tmp_path / "vgg16")], reports)
+  assert paired["images"] == 300 and paired["difference"] > 0 and paired["significant"]
+  assert "cnn is significantly better" in paired["in_words"]
+  same = compare.paired_difference([str(tmp_path / "cnn")] * 2, reports[:1] * 2)
+  assert same["difference"] == 0 and "not a significant difference" in same["in_words"]
