@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bonefrac import callbacks, export, input_pipeline, leakage, report, summaries, workdir
+from bonefrac import callbacks, calibration, export, input_pipeline, leakage, report, summaries, workdir
+from bonefrac import plots as plots_lib
 
 
 def labels_and_filenames(builder, split: str):
@@ -32,15 +33,21 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
     print(f"WARNING: {config.dataset} has no test split; evaluating on validation, "
           "which also chose the checkpoint (optimistic)", file=sys.stderr, flush=True)
   labels, names = labels_and_filenames(builder, split)
-  probabilities = predict(model, builder, split, config)
-  val_labels, val_probabilities = labels, probabilities
+  logit_model = calibration.logit_model(model)  # built outside the strategy: predicts on one device
+  logits = predict_logits(logit_model, builder, split, config)
+  val_labels, val_logits = labels, logits
   if split != "validation":
     val_labels = labels_and_filenames(builder, "validation")[0]
-    val_probabilities = predict(model, builder, "validation", config)
+    val_logits = predict_logits(logit_model, builder, "validation", config)
+  temperature = calibration.fit_temperature(val_labels, val_logits)
+  probabilities = calibration.sigmoid(logits / temperature)
+  val_probabilities = calibration.sigmoid(val_logits / temperature)
   # Copies of one radiograph are one piece of evidence: intervals resample whole groups.
   groups = leakage.split_groups(builder, split) if "group" in builder.info.features else None
   metrics = report.evaluate(labels, probabilities, validation_labels=val_labels,
                             validation_probabilities=val_probabilities, groups=groups)
+  metrics["calibration"] = calibration.report_section(temperature, val_labels, val_logits, labels,
+                                                      logits)
   leak = leakage.section(builder, split, labels, probabilities)
   if leak:
     leakage.warn(config.dataset, leak)
@@ -53,6 +60,9 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
   epochs_run = workdir.epochs_done(paths.history)
   summaries.write_pr_curve(os.path.join(paths.logs, "evaluation"), labels, probabilities,
                            step=epochs_run, name=split)
+  plots.append(_reliability_diagram(labels, logits, temperature, config.workdir,
+                                    os.path.join(paths.logs, "evaluation"), epochs_run, split))
+  model = calibration.with_temperature(model, temperature)
   model.save(paths.model)
   export.export_saved_model(model, paths.export)
   best = workdir.read_best_epoch(paths.best_epoch)
@@ -79,12 +89,23 @@ def replica_devices(strategy) -> List[str]:
     return [tf.config.list_logical_devices()[0].name]
 
 
-def predict(model, builder, split: str, config) -> np.ndarray:
-  """Fracture probabilities of `split` in its evaluation order."""
+def predict_logits(logit_model, builder, split: str, config) -> np.ndarray:
+  """The fracture logits of `split` in its evaluation order (`calibration.logit_model`)."""
   ds = input_pipeline.create_dataset(builder, split, batch_size=config.batch_size, training=False,
                                      image_size=config.image_size, keep_aspect=config.keep_aspect,
                                      cache=None)
-  return model.predict(ds, verbose=0).reshape(-1).astype(float)
+  return logit_model.predict(ds, verbose=0).reshape(-1).astype(float)
+
+
+def _reliability_diagram(labels, logits, temperature, folder, logdir, step, split) -> str:
+  """reliability_diagram.png in `folder` and the same image in TensorBoard; its name."""
+  png = plots_lib.to_png(plots_lib.reliability_figure(
+      labels, calibration.sigmoid(logits), calibration.sigmoid(logits / temperature),
+      title=f"Reliability on {split} (temperature {temperature:.2f})"))
+  with open(os.path.join(folder, "reliability_diagram.png"), "wb") as f:
+    f.write(png)
+  summaries.write_png(logdir, "reliability_diagram", png, step)
+  return "reliability_diagram.png"
 
 
 def _jsonable(value):

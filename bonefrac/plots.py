@@ -40,6 +40,25 @@ def precision_recall_figure(labels, probabilities):
   return fig
 
 
+def reliability_figure(labels, before, after, bins: int = 15, title: str = "Reliability"):
+  """Share fractured against mean predicted probability per equal-width bin, before and after
+  calibration, with the diagonal a calibrated model would follow."""
+  fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+  labels = np.asarray(labels, float)
+  for name, probabilities, style in (("before", before, "o--"), ("after", after, "s-")):
+    probabilities = np.asarray(probabilities, float)
+    which = np.minimum((probabilities * bins).astype(int), bins - 1)
+    used = np.unique(which)
+    ax.plot([probabilities[which == b].mean() for b in used],
+            [labels[which == b].mean() for b in used], style, label=f"{name} calibration")
+  ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+  ax.set(xlabel="mean predicted fracture probability", ylabel="share fractured", title=title,
+         xlim=(0, 1), ylim=(0, 1))
+  ax.legend(loc="upper left")
+  fig.tight_layout()
+  return fig
+
+
 def training_curves_figure(history: Mapping[str, Sequence[float]]):
   """Loss, accuracy and AUC per epoch, training against validation."""
   names = [n for n in ("loss", "accuracy", "auc") if n in history]

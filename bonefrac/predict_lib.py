@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bonefrac import augment, export, input_pipeline, tables
+from bonefrac import augment, calibration, export, input_pipeline, tables  # noqa: F401 (Temperature)
 from bonefrac.errors import UserError
 from bonefrac_tfds.bone_fracture import image_files
 

@@ -36,6 +36,12 @@ def write_hparams(logdir: str, hparams: Mapping, run_name: str) -> None:
     hparams_api.hparams(values, trial_id=run_name)
 
 
+def write_png(logdir: str, tag: str, png: bytes, step: int) -> None:
+  """A rendered figure (`plots.to_png`) as a TensorBoard image."""
+  with tf.summary.create_file_writer(logdir).as_default():
+    tf.summary.image(tag, tf.image.decode_png(png, channels=3)[None], step=step)
+
+
 def write_pr_curve(logdir: str, labels, probabilities, step: int, name: str = "test") -> None:
   """A precision-recall curve of the final evaluation (TensorBoard's PR Curves plugin)."""
   summary = pr_summary.pb(name, labels=np.asarray(labels, bool),

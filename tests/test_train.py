@@ -15,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from bonefrac import callbacks, errors, input_pipeline, train_lib
+from bonefrac import calibration, callbacks, errors, input_pipeline, train_lib
 from conftest import SMALL_SPLITS
 
 DATASET = "bone_fracture/synthetic_small"
@@ -54,7 +54,8 @@ def test_report_fields_agree_with_the_confusion_matrix(cnn_run):
 def test_outputs_land_in_the_workdir(cnn_run):
   workdir, report = cnn_run
   for name in ("model.keras", "export/saved_model.pb", "confusion_matrix.png", "roc_curve.png",
-               "pr_curve.png", "training_curves.png", "training_log.csv", "predictions_test.csv"):
+               "pr_curve.png", "training_curves.png", "training_log.csv", "predictions_test.csv",
+               "reliability_diagram.png"):
     assert (workdir / name).exists(), name
   lines = (workdir / "predictions_test.csv").read_text().splitlines()
   assert lines[0] == "filename,label,fracture_probability" and len(lines) == 1 + report["n"]
@@ -278,3 +279,24 @@ def test_config_is_a_dataclass_with_the_contract_flags():
   assert {"model", "strategy", "precision", "dataset", "data_dir", "workdir", "epochs", "batch_size",
           "image_size", "learning_rate", "dropout", "dense_units", "vgg16_weights", "cpu_replicas",
           "seed"} <= names
+
+
+def test_the_report_has_calibration_operating_points_and_intervals(cnn_run):
+  workdir, report = cnn_run
+  calibrated = report["calibration"]
+  assert calibrated["temperature"] > 0
+  assert calibrated["validation_nll"]["after"] <= calibrated["validation_nll"]["before"] + 1e-9
+  assert set(calibrated["brier"]) == set(calibrated["ece"]) == {"before", "after"}
+  assert report["balanced"]["chosen_on"] == "validation" and "Youden" in report["balanced"]["rule"]
+  assert "Clopper-Pearson" in report["high_sensitivity"]["rule"]
+  assert "cluster bootstrap" in report["ci95"]["method"]  # the synthetic config has groups
+  for metric in ("accuracy", "sensitivity", "specificity", "f1", "auc", "pr_auc"):
+    low, high = report["ci95"][metric]
+    assert low <= report[metric] <= high, metric
+  model = keras.models.load_model(workdir / "model.keras", compile=False)
+  assert [layer.temperature for layer in model.layers if isinstance(layer, calibration.Temperature)] \
+      == [pytest.approx(calibrated["temperature"])]
+  events = event_accumulator.EventAccumulator(str(workdir / "logs" / "evaluation"),
+                                              size_guidance={"images": 0, "tensors": 0})
+  events.Reload()
+  assert "reliability_diagram" in events.Tags()["images"] + events.Tags()["tensors"]

@@ -1,0 +1,52 @@
+"""Temperature scaling: fitted on validation, ranking kept, carried by the saved model."""
+
+import keras
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from bonefrac import calibration
+
+
+def _overconfident(n=400, seed=0):
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 2, n)
+  return labels, 6.0 * (labels - 0.5 + rng.normal(0, 0.6, n))  # right ranking, too sure
+
+
+def test_calibration_lowers_the_nll_and_keeps_the_ranking():
+  labels, logits = _overconfident()
+  temperature = calibration.fit_temperature(labels, logits)
+  assert temperature > 1.5  # over-confident logits are softened
+  before = calibration.negative_log_likelihood(labels, logits)
+  assert calibration.negative_log_likelihood(labels, logits, temperature) < before - 0.05
+  after = calibration.sigmoid(logits / temperature)
+  assert skm.roc_auc_score(labels, after) == skm.roc_auc_score(labels, calibration.sigmoid(logits))
+  fresh_labels, fresh_logits = _overconfident(seed=1)  # and on images it was not fitted on
+  section = calibration.report_section(temperature, labels, logits, fresh_labels, fresh_logits)
+  assert section["ece"]["after"] < section["ece"]["before"]
+  assert section["brier"]["after"] < section["brier"]["before"]
+  assert "15 equal-width bins" in section["ece_binning"]
+
+
+def test_expected_calibration_error_of_a_known_case():
+  assert calibration.expected_calibration_error([1, 0, 1, 0], [.8, .8, .8, .8]) == pytest.approx(0.3)
+  assert calibration.expected_calibration_error([1, 0], [1.0, 0.0]) == 0.0
+
+
+def _tiny_model():
+  inputs = keras.Input((3,))
+  logit = keras.layers.Dense(1, dtype="float32")(inputs)
+  return keras.Model(inputs, keras.layers.Activation("sigmoid", dtype="float32")(logit))
+
+
+def test_the_saved_model_outputs_the_calibrated_probability(tmp_path):
+  model = _tiny_model()
+  x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+  logits = calibration.logit_model(model).predict(x, verbose=0).reshape(-1)
+  calibrated = calibration.with_temperature(calibration.with_temperature(model, 3.0), 2.0)
+  assert sum(isinstance(layer, calibration.Temperature) for layer in calibrated.layers) == 1
+  calibrated.save(tmp_path / "m.keras")
+  loaded = keras.models.load_model(tmp_path / "m.keras")
+  expected = calibration.sigmoid(logits / 2.0)
+  np.testing.assert_allclose(loaded.predict(x, verbose=0).reshape(-1), expected, rtol=1e-5)
