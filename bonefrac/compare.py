@@ -15,7 +15,7 @@ quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
 
 from absl import flags  # noqa: E402
 
-from bonefrac import cli, distribute, errors, stats, tables, train, train_lib  # noqa: E402
+from bonefrac import cli, distribute, errors, model_card, stats, tables, train, train_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(train)  # --helpshort lists the training flags too
@@ -79,7 +79,8 @@ def main(argv):
   paired = paired_difference([os.path.join(base.workdir, name) for name in FLAGS.models], reports)
   with open(os.path.join(base.workdir, "comparison.json"), "w") as f:
     json.dump({"models": rows, "paired_auc_difference": paired}, f, indent=2)
-  table = markdown_table(rows) + (f"\n{paired['in_words']}\n" if paired else "")
+  table = (markdown_table(rows) + (f"\n{paired['in_words']}\n" if paired else "")
+           + model_card.comparison_section(dict(zip(FLAGS.models, reports))))
   with open(os.path.join(base.workdir, "comparison.md"), "w") as f:
     f.write(table)
   print(table)

@@ -6,11 +6,15 @@ import os
 import sys
 from typing import Dict, List
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bonefrac import callbacks, calibration, export, input_pipeline, leakage, report, summaries, workdir
+import bonefrac
+
+from bonefrac import (callbacks, calibration, export, input_pipeline, leakage, ood, report, summaries,
+                      workdir)
 from bonefrac import plots as plots_lib
 
 
@@ -33,12 +37,15 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
     print(f"WARNING: {config.dataset} has no test split; evaluating on validation, "
           "which also chose the checkpoint (optimistic)", file=sys.stderr, flush=True)
   labels, names = labels_and_filenames(builder, split)
-  logit_model = calibration.logit_model(model)  # built outside the strategy: predicts on one device
-  logits = predict_logits(logit_model, builder, split, config)
-  val_labels, val_logits = labels, logits
+  # The logit and the penultimate features in one pass; built outside the strategy, it predicts
+  # on one device.
+  head = keras.Model(model.inputs, [calibration.logit_model(model).output, ood.features_tensor(model)])
+  logits, features = predict_head(head, builder, split, config)
+  val_labels, val_logits, val_features = labels, logits, features
   if split != "validation":
     val_labels = labels_and_filenames(builder, "validation")[0]
-    val_logits = predict_logits(logit_model, builder, "validation", config)
+    val_logits, val_features = predict_head(head, builder, "validation", config)
+  reference = ood.fit(predict_head(head, builder, "train", config, ood.TRAIN_IMAGES)[1], val_features)
   temperature = calibration.fit_temperature(val_labels, val_logits)
   probabilities = calibration.sigmoid(logits / temperature)
   val_probabilities = calibration.sigmoid(val_logits / temperature)
@@ -48,6 +55,7 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                             validation_probabilities=val_probabilities, groups=groups)
   metrics["calibration"] = calibration.report_section(temperature, val_labels, val_logits, labels,
                                                       logits)
+  metrics["out_of_distribution"] = ood.report_section(reference, features)
   leak = leakage.section(builder, split, labels, probabilities)
   if leak:
     leakage.warn(config.dataset, leak)
@@ -62,12 +70,15 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                            step=epochs_run, name=split)
   plots.append(_reliability_diagram(labels, logits, temperature, config.workdir,
                                     os.path.join(paths.logs, "evaluation"), epochs_run, split))
-  model = calibration.with_temperature(model, temperature)
+  model = ood.with_reference(calibration.with_temperature(model, temperature), reference)
   model.save(paths.model)
   export.export_saved_model(model, paths.export)
   best = workdir.read_best_epoch(paths.best_epoch)
+  data = {"version": str(builder.info.version), "group_feature": groups is not None,
+          "splits": {name: int(info.num_examples) for name, info in builder.info.splits.items()},
+          "bonefrac_version": bonefrac.__version__}
   return {
-      "model": config.model, "dataset": config.dataset, "split": split, **metrics,
+      "model": config.model, "dataset": config.dataset, "split": split, **metrics, "data": data,
       "epochs_run": epochs_run, "best_epoch": int(best["epoch"]) + 1 if best else None,
       "best_val_auc": best.get("val_auc") if best else None,
       "train_images_per_second": throughput.steady(),
@@ -77,7 +88,8 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
       "devices": replica_devices(strategy),
       "dtype_policy": policy, "config": _jsonable(dataclasses.asdict(config)),
       "outputs": {"model": "model.keras", "export": "export", "logs": "logs", "plots": plots,
-                  "predictions": f"predictions_{split}.csv", "history": "training_log.csv"},
+                  "predictions": f"predictions_{split}.csv", "history": "training_log.csv",
+                  "model_card": "model_card.md"},
   }
 
 
@@ -89,12 +101,16 @@ def replica_devices(strategy) -> List[str]:
     return [tf.config.list_logical_devices()[0].name]
 
 
-def predict_logits(logit_model, builder, split: str, config) -> np.ndarray:
-  """The fracture logits of `split` in its evaluation order (`calibration.logit_model`)."""
+def predict_head(head, builder, split: str, config, limit: int = 0):
+  """(Fracture logits, penultimate features) of `split` in its evaluation order; its first
+  `limit` images only when `limit` is given."""
   ds = input_pipeline.create_dataset(builder, split, batch_size=config.batch_size, training=False,
                                      image_size=config.image_size, keep_aspect=config.keep_aspect,
                                      cache=None)
-  return logit_model.predict(ds, verbose=0).reshape(-1).astype(float)
+  if limit:
+    ds = ds.take(-(-limit // config.batch_size))
+  logits, features = head.predict(ds, verbose=0)
+  return logits.reshape(-1).astype(float), features.astype(np.float64)
 
 
 def _reliability_diagram(labels, logits, temperature, folder, logdir, step, split) -> str:

@@ -5,31 +5,39 @@ import json
 import keras
 import tensorflow as tf
 
-from bonefrac import augment, input_pipeline
+from bonefrac import augment, input_pipeline, ood
 
 SIGNATURE = "serving_default"
 SETTINGS_SIGNATURE = "preprocessing"
 OUTPUT = "fracture_probability"
+OOD_SCORE, IN_DISTRIBUTION = "ood_score", "in_distribution"  # with an out-of-distribution reference
 
 
 def export_saved_model(model: keras.Model, path: str) -> str:
   """Writes `model` as a SavedModel at `path`, ready for TensorFlow Serving.
 
   `serving_default(images)`: a [batch] string tensor of encoded JPEG or PNG files ->
-  {"fracture_probability": [batch] float32}. Decoding, grey conversion and resizing run in the
-  graph with the training pipeline's own `decode_and_resize`, with the settings the model
-  carries (`augment.input_settings`), so a file scores as in evaluation. `preprocessing()`
+  {"fracture_probability": [batch] float32}, and for a model with an out-of-distribution
+  reference also "ood_score" (float32) and "in_distribution" (bool). Decoding, grey conversion
+  and resizing run in the graph with the training pipeline's own `decode_and_resize`, with the
+  settings the model carries (`augment.input_settings`), so a file scores as in evaluation. `preprocessing()`
   returns those settings as JSON ({"settings": string}).
   """
   settings = augment.input_settings(model)
   size, keep_aspect = settings["image_size"], settings["keep_aspect"]
+  reference = ood.layer_of(model)
+  both = keras.Model(model.inputs, [model.output, ood.features_tensor(model)]) if reference else None
 
   def serve(images):
     pixels = tf.map_fn(
         lambda encoded: input_pipeline.decode_and_resize(encoded, size, keep_aspect=keep_aspect),
         images, fn_output_signature=tf.TensorSpec((size, size, 1), tf.uint8))
-    probabilities = model(pixels, training=False)
-    return {OUTPUT: tf.reshape(tf.cast(probabilities, tf.float32), [-1])}
+    if reference is None:
+      return {OUTPUT: tf.reshape(tf.cast(model(pixels, training=False), tf.float32), [-1])}
+    probabilities, features = both(pixels, training=False)
+    distance = reference.distance(features)
+    return {OUTPUT: tf.reshape(tf.cast(probabilities, tf.float32), [-1]), OOD_SCORE: distance,
+            IN_DISTRIBUTION: distance <= reference.threshold}
 
   archive = keras.export.ExportArchive()
   archive.track(model)

@@ -30,9 +30,9 @@ def last_conv_layer(model: keras.Model) -> Tuple[keras.layers.Layer, keras.layer
 
 def logit(model: keras.Model):
   """The tensor the model's final sigmoid squashes; the model's output if it ends otherwise."""
-  last = model.layers[-1]
-  if isinstance(last, keras.layers.Activation) and last.get_config()["activation"] == "sigmoid":
-    return keras.layers.Layer.input.fget(last)  # in the model's graph
+  for layer in reversed(model.layers):  # the last sigmoid: layers after it pass it through
+    if isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "sigmoid":
+      return keras.layers.Layer.input.fget(layer)  # in the model's graph
   return model.output
 
 

@@ -23,6 +23,9 @@ flags.DEFINE_string("model_dir", "runs/bonefrac", "A training workdir, a .keras 
 flags.DEFINE_string("output", None, "Write the table here: .csv or .json.")
 flags.DEFINE_string("gradcam", None, "Folder for Grad-CAM overlays (Keras models only).")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.", lower_bound=1)
+flags.DEFINE_enum("ood", "warn", ["warn", "skip", "ignore"],
+                  "Images unlike the training data: warn (score them, one warning each), skip "
+                  "(no probability, no Grad-CAM) or ignore (score them silently).")
 
 
 def main(argv):
@@ -38,12 +41,18 @@ def main(argv):
                            "model.keras as --model_dir, not the export/ SavedModel")
   files = predict_lib.find_files(inputs)
   predictions = predict_lib.predict_files(model, files, FLAGS.batch_size)
-  table = predict_lib.rows(predictions, model.thresholds)
+  table = predict_lib.rows(predictions, model.thresholds, skip_out_of_distribution=FLAGS.ood == "skip")
   print(tables.markdown_table(table), end="", flush=True)
   if FLAGS.output:
     predict_lib.write_output(table, FLAGS.output)
   if FLAGS.gradcam:
     write_gradcams(model, predictions, FLAGS.gradcam)
+  if FLAGS.ood != "ignore":
+    for p in predictions:
+      if p.in_distribution is False:
+        print(f"warning: {p.path} is not like the training images ({p.ood_reason}); "
+              + ("skipped" if FLAGS.ood == "skip" else "its probability means little"),
+              file=sys.stderr)
   failed = [p for p in predictions if p.error]
   for p in failed:
     print(f"error: {p.path}: {p.error}", file=sys.stderr)
@@ -55,7 +64,8 @@ def main(argv):
 def write_gradcams(model, predictions, folder: str) -> None:
   """One PNG per scored file: the image beside its Grad-CAM overlay."""
   os.makedirs(folder, exist_ok=True)
-  scored = [p for p in predictions if p.error is None]
+  scored = [p for p in predictions
+            if p.error is None and not (FLAGS.ood == "skip" and p.in_distribution is False)]
   for start in range(0, len(scored), FLAGS.batch_size):
     batch = scored[start:start + FLAGS.batch_size]
     pixels = model.pixels([predict_lib.read_for_model(p.path) for p in batch])

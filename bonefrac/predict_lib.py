@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bonefrac import augment, calibration, export, input_pipeline, tables  # noqa: F401 (Temperature)
+from bonefrac import augment, calibration, export, input_pipeline, ood, tables  # noqa: F401 (Temperature)
 from bonefrac.errors import UserError
 from bonefrac_tfds.bone_fracture import image_files
 
@@ -26,6 +26,9 @@ class Prediction:
   path: str
   probability: Optional[float] = None
   error: Optional[str] = None
+  ood_score: Optional[float] = None  # distance to the training features (models with a reference)
+  in_distribution: Optional[bool] = None
+  ood_reason: Optional[str] = None  # why it was flagged
 
 
 @dataclasses.dataclass
@@ -38,10 +41,23 @@ class LoadedModel:
   signature: Optional[object] = None  # decodes and resizes inside
 
   def probabilities(self, encoded: Sequence[bytes]) -> np.ndarray:
+    return self.scores(encoded)[0]
+
+  def scores(self, encoded: Sequence[bytes]):
+    """(Fracture probabilities, out-of-distribution flags or None, distances or None)."""
     if self.keras_model is None:
-      out = self.signature(images=tf.constant(list(encoded)))[export.OUTPUT]
-      return out.numpy().reshape(-1).astype(float)
-    return self.keras_model.predict_on_batch(self.pixels(encoded)).reshape(-1).astype(float)
+      out = self.signature(images=tf.constant(list(encoded)))
+      probabilities = out[export.OUTPUT].numpy().reshape(-1).astype(float)
+      if export.OOD_SCORE not in out:
+        return probabilities, None, None
+      return (probabilities, out[export.IN_DISTRIBUTION].numpy().astype(bool),
+              out[export.OOD_SCORE].numpy().astype(float))
+    scored = ood.scorer(self.keras_model)
+    if scored is None:
+      return self.keras_model.predict_on_batch(self.pixels(encoded)).reshape(-1).astype(float), None, None
+    score, threshold = scored
+    probabilities, distances = score(self.pixels(encoded))
+    return probabilities.astype(float), distances <= threshold, distances
 
   def pixels(self, encoded: Sequence[bytes]) -> np.ndarray:
     """uint8 [n, size, size, 1] for the Keras model, exactly as evaluation makes them: with the
@@ -108,30 +124,49 @@ def read_for_model(path: str) -> bytes:
 
 
 def predict_files(model: LoadedModel, files: Sequence[str], batch_size: int = 32) -> List[Prediction]:
-  """One Prediction per file, in order; unreadable files carry their error instead."""
+  """One Prediction per file, in order; unreadable files carry their error instead. With an
+  out-of-distribution reference (or a DICOM header that is not a radiograph's), each file
+  also says whether it looks like the training data."""
   predictions = [Prediction(path) for path in files]
   encoded, index = [], []
   for i, prediction in enumerate(predictions):
     try:
-      encoded.append(read_for_model(prediction.path))
+      with open(prediction.path, "rb") as f:
+        data = f.read()
+      prediction.ood_reason = ood.dicom_modality_problem(data)
+      encoded.append(image_files.prepare_for_storage(data))
       index.append(i)
     except (OSError, image_files.ImageRejected) as e:
       prediction.error = getattr(e, "strerror", None) or str(e)
   for start in range(0, len(encoded), batch_size):
-    scores = model.probabilities(encoded[start:start + batch_size])
-    for i, score in zip(index[start:start + batch_size], scores):
-      predictions[i].probability = float(score)
+    probabilities, inside, distances = model.scores(encoded[start:start + batch_size])
+    for k, i in enumerate(index[start:start + batch_size]):
+      p = predictions[i]
+      p.probability = float(probabilities[k])
+      if distances is not None:
+        p.ood_score, p.in_distribution = float(distances[k]), bool(inside[k])
+        if not p.in_distribution and not p.ood_reason:
+          p.ood_reason = "its features are far from the training images'"
+      if p.ood_reason:
+        p.in_distribution = False
   return predictions
 
 
-def rows(predictions: Sequence[Prediction], thresholds: Dict[str, float]) -> List[Dict]:
-  """Table rows: file, probability, the decision at each threshold, or the error."""
+def rows(predictions: Sequence[Prediction], thresholds: Dict[str, float],
+         skip_out_of_distribution: bool = False) -> List[Dict]:
+  """Table rows: file, probability, the decision at each threshold, the out-of-distribution
+  score and flag (when any file has them), or the error. Skipped files keep their row, empty."""
+  flagged = any(p.in_distribution is not None for p in predictions)
   out = []
   for p in predictions:
-    row = {"file": p.path, "fracture_probability": p.probability}
+    skipped = skip_out_of_distribution and p.in_distribution is False
+    probability = None if skipped else p.probability
+    row = {"file": p.path, "fracture_probability": probability}
     for name, value in thresholds.items():
       key = "fractured" if name == "threshold" else f"fractured_at_{name}"
-      row[key] = None if p.probability is None else p.probability >= value
+      row[key] = None if probability is None else probability >= value
+    if flagged:
+      row.update(ood_score=p.ood_score, in_distribution=p.in_distribution)
     row["error"] = p.error
     out.append(row)
   return out

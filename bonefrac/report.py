@@ -12,7 +12,8 @@ from bonefrac import plots, stats
 HIGH_SENSITIVITY = 0.95  # a missed fracture costs more than a false alarm
 HIGH_SENSITIVITY_RULE = ("the highest threshold whose one-sided 95% Clopper-Pearson lower bound "
                          "of sensitivity on the validation positives reaches the target")
-BALANCED_RULE = "the threshold of the largest sensitivity + specificity - 1 on validation (Youden's J)"
+BALANCED_RULE = ("the threshold of the largest sensitivity + specificity - 1 on validation (Youden's "
+                 "J), halfway down to the next lower validation score")
 
 
 def operating_point(labels, probabilities, threshold: float) -> dict:

@@ -45,10 +45,17 @@ def confident_threshold(labels, scores, target: float, confidence: float = CONFI
 
 
 def youden_threshold(labels, scores) -> float:
-  """The threshold of the largest sensitivity + specificity - 1 (Youden's J)."""
+  """The threshold of the largest sensitivity + specificity - 1 (Youden's J), placed halfway
+  down to the next lower score: the J-maximising threshold is itself a validation score (a
+  positive's), which a positive scoring a little lower on new data would fall under."""
+  scores = np.asarray(scores, float)
   fpr, tpr, thresholds = skm.roc_curve(np.asarray(labels).astype(int), scores,
                                        drop_intermediate=False)
-  return float(min(thresholds[int(np.argmax(tpr - fpr))], 1.0))
+  j = tpr - fpr
+  best = int(np.flatnonzero(j >= j.max() - 1e-12)[0])  # ties (float noise): the highest
+  chosen = float(min(thresholds[best], 1.0))
+  below = scores[scores < chosen]
+  return (chosen + float(below.max())) / 2 if below.size else chosen
 
 
 def _positive_scores(labels, scores) -> np.ndarray:

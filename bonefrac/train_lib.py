@@ -17,7 +17,7 @@ import numpy as np
 
 import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
 from bonefrac import (augment, callbacks, distribute, evaluate, input_pipeline, keras_compat,
-                      models, report, summaries, workdir)
+                      model_card, models, report, summaries, workdir)
 from bonefrac.errors import UserError
 
 VGG16_NOTOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -188,6 +188,7 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
                                         throughput)
   result.update(weights_fingerprint=fingerprint, wall_seconds=round(time.time() - start, 1))
   report.write_report(config.workdir, result)
+  model_card.write(config.workdir, result)
   return result
 
 

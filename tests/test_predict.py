@@ -106,6 +106,47 @@ def test_folders_mixed_formats_and_a_bad_file(run, tmp_path):
   assert "error: " in result.stderr and "4 of 6 files scored" in result.stdout
 
 
+def _unlike_the_training_data(folder):
+  from sklearn.datasets import load_sample_image  # a photograph shipped with scikit-learn
+  rng = np.random.default_rng(0)
+  folder.mkdir()
+  (folder / "noise.png").write_bytes(_png(rng.integers(0, 256, (96, 96), dtype=np.uint8)))
+  (folder / "blank.png").write_bytes(_png(np.full((96, 96), 255, np.uint8)))
+  (folder / "photo.png").write_bytes(_png(load_sample_image("china.jpg")))
+  radiograph_like = synthetic.generate_radiograph(99, fractured=True).image  # but an MR header
+  (folder / "head_mr.dcm").write_bytes(dicom_bytes(radiograph_like, modality="MR"))
+  return {"noise.png", "blank.png", "photo.png", "head_mr.dcm"}
+
+
+def test_predict_reports_each_images_distance_to_the_training_data(run, tmp_path):
+  # A model of one epoch on 40 images cannot tell noise from a radiograph (test_ood.py checks
+  # the flags with features that can); this checks the columns, the DICOM header, the modes
+  # and that the export agrees with the Keras file.
+  workdir, files = run
+  odd = _unlike_the_training_data(tmp_path / "odd")
+  result = predict_cli(tmp_path / "odd", files, f"--model_dir={workdir}", f"--output={tmp_path / 'p.json'}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  rows = json.loads((tmp_path / "p.json").read_text())
+  assert all(isinstance(r["ood_score"], float) and isinstance(r["in_distribution"], bool) for r in rows)
+  by_name = {os.path.basename(r["file"]): r for r in rows}
+  assert by_name["head_mr.dcm"]["in_distribution"] is False
+  warning = "head_mr.dcm is not like the training images (DICOM Modality MR is not a radiograph)"
+  assert warning in result.stderr
+  own = [r["in_distribution"] for r in rows if os.path.basename(r["file"]) not in odd]
+  assert np.mean(own) >= 0.8  # the threshold: the 99th percentile of 16 validation images
+  flagged = sum(not r["in_distribution"] for r in rows if os.path.basename(r["file"]) in odd)
+  skipped = predict_cli(tmp_path / "odd", f"--model_dir={workdir}", "--ood=skip")
+  assert skipped.returncode == 0 and skipped.stderr.count("; skipped") == flagged
+  silent = predict_cli(tmp_path / "odd", f"--model_dir={workdir}", "--ood=ignore")
+  assert "not like the training images" not in silent.stderr
+  some = predict_lib.find_files([tmp_path / "odd"])
+  keras_file = predict_lib.predict_files(predict_lib.load_model(str(workdir / "model.keras")), some)
+  exported = predict_lib.predict_files(predict_lib.load_model(str(workdir / "export")), some)
+  assert [p.in_distribution for p in exported] == [p.in_distribution for p in keras_file]
+  np.testing.assert_allclose([p.ood_score for p in exported], [p.ood_score for p in keras_file],
+                             rtol=1e-4)
+
+
 def test_user_errors_exit_2(run, tmp_path):
   workdir, files = run
   assert predict_cli(files, f"--model_dir={tmp_path}").returncode == 2  # no model there

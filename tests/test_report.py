@@ -24,7 +24,7 @@ def test_evaluate_adds_aucs_the_validation_chosen_points_and_intervals():
   # 4 validation positives cannot show 95% sensitivity with 95% confidence: all must be caught
   assert high["threshold"] == pytest.approx(0.4) and not high["validation"]["target_met"]
   assert "Clopper-Pearson" in high["rule"] and high["sensitivity"] == 1.0
-  assert result["balanced"]["threshold"] == pytest.approx(0.7) and "Youden" in result["balanced"]["rule"]
+  assert result["balanced"]["threshold"] == pytest.approx(0.65) and "Youden" in result["balanced"]["rule"]
   rates = {"accuracy", "precision", "sensitivity", "specificity", "f1"}
   assert set(result["ci95"]) == rates | {"auc", "pr_auc", "method"}
   assert set(high["ci95"]) == set(result["balanced"]["ci95"]) == rates
@@ -71,3 +71,16 @@ def test_compare_tests_the_paired_auc_difference_on_the_same_images(tmp_path):
   assert "cnn is significantly better" in paired["in_words"]
   same = compare.paired_difference([str(tmp_path / "cnn")] * 2, reports[:1] * 2)
   assert same["difference"] == 0 and "not a significant difference" in same["in_words"]
+
+
+def test_a_model_card_names_the_leakage_and_a_missed_target():
+  from bonefrac import model_card
+  result = report.evaluate(LABELS, PROBS, validation_labels=LABELS, validation_probabilities=PROBS,
+                           resamples=100)
+  result.update(model="cnn", dataset="bone_fracture/kaggle", split="test",
+                leakage={"split": "test", "images_with_a_copy_in_train": 3, "of": 8})
+  card = model_card.render(result)
+  assert "**Leakage**: 3 of 8 test images have a copy in train" in card
+  assert "too few fractured images" in card and "synthetic radiographs" not in card
+  section = model_card.comparison_section({"cnn": result})
+  assert "`cnn/model_card.md`" in section and "ROC AUC 0.938 [" in section

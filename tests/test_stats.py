@@ -35,9 +35,11 @@ def test_too_few_positives_for_the_target_says_so():
   assert chosen["validation_lower_bound"] < 0.95
 
 
-def test_youden_picks_the_threshold_that_separates_best():
+def test_youden_picks_the_threshold_that_separates_best_with_a_margin():
   labels = [0, 0, 0, 1, 1, 1]
-  assert stats.youden_threshold(labels, [.1, .2, .6, .55, .8, .9]) == 0.55
+  assert stats.youden_threshold(labels, [.1, .2, .3, .7, .8, .9]) == pytest.approx(0.5)
+  # J ties between 0.8 and 0.55 (2/3 each): the higher, halfway down to 0.6
+  assert stats.youden_threshold(labels, [.1, .2, .6, .55, .8, .9]) == pytest.approx(0.7)
 
 
 def _sample(n, seed=0):

@@ -294,9 +294,24 @@ def test_the_report_has_calibration_operating_points_and_intervals(cnn_run):
     low, high = report["ci95"][metric]
     assert low <= report[metric] <= high, metric
   model = keras.models.load_model(workdir / "model.keras", compile=False)
-  assert [layer.temperature for layer in model.layers if isinstance(layer, calibration.Temperature)] \
-      == [pytest.approx(calibrated["temperature"])]
+  temperatures = [layer.temperature for layer in model.layers
+                  if isinstance(layer, calibration.Temperature)]
+  assert temperatures == [pytest.approx(calibrated["temperature"])]
   events = event_accumulator.EventAccumulator(str(workdir / "logs" / "evaluation"),
                                               size_guidance={"images": 0, "tensors": 0})
   events.Reload()
   assert "reliability_diagram" in events.Tags()["images"] + events.Tags()["tensors"]
+
+
+def test_each_run_writes_a_model_card(cnn_run):
+  workdir, report = cnn_run
+  card = (workdir / "model_card.md").read_text()
+  for section in ("## Model details", "## Intended use", "## Training data", "## Training settings",
+                  "## Quantitative analysis", "## Limitations"):
+    assert section in card, section
+  assert "is a medical device" in card and "say nothing about real patients" in card
+  sizes = ", ".join(f"{name} {n}" for name, n in report["data"]["splits"].items())
+  assert f"images per split: {sizes}" in card and f"version {report['data']['version']}" in card
+  assert f"| default | {report['threshold']:.3f} | {report['accuracy']:.3f} [" in card
+  assert "No test image shares a duplicate group with train" in card
+  assert f"temperature {report['calibration']['temperature']:.3f}" in card

@@ -1,0 +1,80 @@
+"""Out-of-distribution flags: the reference fitted, kept in the model, used by predict."""
+
+import io
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from bonefrac import augment, ood, predict_lib
+from bonefrac_tfds.bone_fracture import synthetic
+
+SIZE = 48
+
+
+def _features_model():
+  """A model whose penultimate features are what tells images apart here: mean brightness,
+  contrast and the amount of fine detail (fixed, not learned), so the flags can be tested
+  without training a network for minutes."""
+  images = keras.Input((SIZE, SIZE, 1), dtype="uint8")
+  x = augment.ToFloat()(augment.InputSettings(SIZE)(images)) / 255.0
+  laplacian = keras.layers.Conv2D(1, 3, use_bias=False, trainable=False)
+  detail = keras.layers.GlobalAveragePooling2D()(keras.ops.abs(laplacian(x)))
+  mean = keras.layers.GlobalAveragePooling2D()(x)
+  spread = keras.layers.GlobalAveragePooling2D()(keras.ops.abs(x - mean[:, None, None, :]))
+  features = keras.layers.Concatenate()([mean, spread, detail])
+  logit = keras.layers.Dense(1, dtype="float32", name="dense_logit")(features)
+  model = keras.Model(images, keras.layers.Activation("sigmoid", dtype="float32")(logit))
+  laplacian.set_weights([np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32)[..., None, None]])
+  return model
+
+
+def _radiographs(seeds):
+  return np.stack([np.asarray(Image.fromarray(synthetic.generate_radiograph(s, s % 2 == 0).image)
+                              .resize((SIZE, SIZE), Image.BILINEAR))[..., None] for s in seeds])
+
+
+def _png(array):
+  buffer = io.BytesIO()
+  Image.fromarray(array).save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_with_reference(tmp_path_factory):
+  model = _features_model()
+  features = ood.feature_model(model)
+  reference = ood.fit(features.predict(_radiographs(range(200)), verbose=0),
+                      features.predict(_radiographs(range(200, 300)), verbose=0))
+  path = tmp_path_factory.mktemp("ood") / "model.keras"
+  ood.with_reference(model, reference).save(path)
+  return path, reference
+
+
+def test_the_reference_survives_saving_and_flags_what_is_unlike_radiographs(model_with_reference,
+                                                                            tmp_path):
+  from sklearn.datasets import load_sample_image  # a photograph shipped with scikit-learn
+  path, reference = model_with_reference
+  rng = np.random.default_rng(0)
+  odd = {"noise.png": rng.integers(0, 256, (96, 96), dtype=np.uint8),
+         "blank.png": np.full((96, 96), 255, np.uint8),
+         "photo.png": load_sample_image("china.jpg")}
+  fresh = {f"fresh_{s}.png": synthetic.generate_radiograph(s, s % 2 == 0).image
+           for s in range(1000, 1060)}  # seeds neither the reference nor its threshold saw
+  for name, array in {**odd, **fresh}.items():
+    (tmp_path / name).write_bytes(_png(array))
+  loaded = predict_lib.load_model(str(path))
+  assert ood.layer_of(loaded.keras_model).threshold.numpy() == pytest.approx(reference["threshold"])
+  predictions = {p.path.split("/")[-1]: p for p in
+                 predict_lib.predict_files(loaded, predict_lib.find_files([tmp_path]))}
+  assert all(predictions[name].in_distribution is False for name in odd)
+  assert np.mean([predictions[name].in_distribution for name in fresh]) >= 0.95
+
+
+def test_a_reference_from_few_features_and_wide_features():
+  rng = np.random.default_rng(0)
+  reference = ood.fit(rng.normal(size=(10, 32)), rng.normal(size=(10, 32)))  # fewer images than dims
+  assert np.isfinite(ood.distances(reference, rng.normal(size=(3, 32)))).all()
+  assert ood.fit(np.zeros((4, ood.MAX_DIMS + 1)), np.zeros((4, ood.MAX_DIMS + 1))) is None
+  assert "none" in ood.report_section(None, np.zeros((2, 3)))["method"]
