@@ -74,11 +74,9 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
   model.save(paths.model)
   export.export_saved_model(model, paths.export)
   best = workdir.read_best_epoch(paths.best_epoch)
-  data = {"version": str(builder.info.version), "group_feature": groups is not None,
-          "splits": {name: int(info.num_examples) for name, info in builder.info.splits.items()},
-          "bonefrac_version": bonefrac.__version__}
   return {
-      "model": config.model, "dataset": config.dataset, "split": split, **metrics, "data": data,
+      "model": config.model, "dataset": config.dataset, "split": split, **metrics,
+      "data": data_facts(builder, groups is not None),
       "epochs_run": epochs_run, "best_epoch": int(best["epoch"]) + 1 if best else None,
       "best_val_auc": best.get("val_auc") if best else None,
       "train_images_per_second": throughput.steady(),
@@ -91,6 +89,13 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                   "predictions": f"predictions_{split}.csv", "history": "training_log.csv",
                   "model_card": "model_card.md"},
   }
+
+
+def data_facts(builder, group_feature: bool) -> Dict:
+  """report.json's `data`: the dataset's version, split sizes, whether it has groups."""
+  return {"version": str(builder.info.version), "group_feature": group_feature,
+          "splits": {name: int(info.num_examples) for name, info in builder.info.splits.items()},
+          "bonefrac_version": bonefrac.__version__}
 
 
 def replica_devices(strategy) -> List[str]:

@@ -92,3 +92,14 @@ def encode_frame(ds, pixels, transfer_syntax):
   ds.PixelData = encapsulate([frame])
   ds["PixelData"].VR = "OB"
   ds.file_meta.TransferSyntaxUID = transfer_syntax
+
+
+@pytest.fixture(scope="session")
+def cnn_run(small_data_dir, tmp_path_factory):
+  """A tiny CNN trained two epochs on synthetic_small: (its workdir, its report)."""
+  from bonefrac import train_lib
+  workdir = tmp_path_factory.mktemp("cnn")
+  config = train_lib.TrainConfig(dataset="bone_fracture/synthetic_small", data_dir=small_data_dir,
+                                 workdir=str(workdir), epochs=2, batch_size=8, image_size=32,
+                                 dense_units=(16,), verbose=0)
+  return workdir, train_lib.train(config)

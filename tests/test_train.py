@@ -15,7 +15,7 @@ import tensorflow as tf
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from bonefrac import calibration, callbacks, errors, input_pipeline, train_lib
+from bonefrac import callbacks, errors, input_pipeline, train_lib
 from conftest import SMALL_SPLITS
 
 DATASET = "bone_fracture/synthetic_small"
@@ -26,12 +26,6 @@ def tiny_config(data_dir, workdir, **overrides):
   values = dict(dataset=DATASET, data_dir=data_dir, workdir=str(workdir), epochs=1, batch_size=8,
                 image_size=SIZE, dense_units=(16,), verbose=0)
   return train_lib.TrainConfig(**{**values, **overrides})
-
-
-@pytest.fixture(scope="module")
-def cnn_run(small_data_dir, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("cnn")
-  return workdir, train_lib.train(tiny_config(small_data_dir, workdir, epochs=2))
 
 
 def test_report_fields_agree_with_the_confusion_matrix(cnn_run):
@@ -279,39 +273,3 @@ def test_config_is_a_dataclass_with_the_contract_flags():
   assert {"model", "strategy", "precision", "dataset", "data_dir", "workdir", "epochs", "batch_size",
           "image_size", "learning_rate", "dropout", "dense_units", "vgg16_weights", "cpu_replicas",
           "seed"} <= names
-
-
-def test_the_report_has_calibration_operating_points_and_intervals(cnn_run):
-  workdir, report = cnn_run
-  calibrated = report["calibration"]
-  assert calibrated["temperature"] > 0
-  assert calibrated["validation_nll"]["after"] <= calibrated["validation_nll"]["before"] + 1e-9
-  assert set(calibrated["brier"]) == set(calibrated["ece"]) == {"before", "after"}
-  assert report["balanced"]["chosen_on"] == "validation" and "Youden" in report["balanced"]["rule"]
-  assert "Clopper-Pearson" in report["high_sensitivity"]["rule"]
-  assert "cluster bootstrap" in report["ci95"]["method"]  # the synthetic config has groups
-  for metric in ("accuracy", "sensitivity", "specificity", "f1", "auc", "pr_auc"):
-    low, high = report["ci95"][metric]
-    assert low <= report[metric] <= high, metric
-  model = keras.models.load_model(workdir / "model.keras", compile=False)
-  temperatures = [layer.temperature for layer in model.layers
-                  if isinstance(layer, calibration.Temperature)]
-  assert temperatures == [pytest.approx(calibrated["temperature"])]
-  events = event_accumulator.EventAccumulator(str(workdir / "logs" / "evaluation"),
-                                              size_guidance={"images": 0, "tensors": 0})
-  events.Reload()
-  assert "reliability_diagram" in events.Tags()["images"] + events.Tags()["tensors"]
-
-
-def test_each_run_writes_a_model_card(cnn_run):
-  workdir, report = cnn_run
-  card = (workdir / "model_card.md").read_text()
-  for section in ("## Model details", "## Intended use", "## Training data", "## Training settings",
-                  "## Quantitative analysis", "## Limitations"):
-    assert section in card, section
-  assert "is a medical device" in card and "say nothing about real patients" in card
-  sizes = ", ".join(f"{name} {n}" for name, n in report["data"]["splits"].items())
-  assert f"images per split: {sizes}" in card and f"version {report['data']['version']}" in card
-  assert f"| default | {report['threshold']:.3f} | {report['accuracy']:.3f} [" in card
-  assert "No test image shares a duplicate group with train" in card
-  assert f"temperature {report['calibration']['temperature']:.3f}" in card
