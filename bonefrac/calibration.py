@@ -3,9 +3,10 @@
 A network trained to a near-perfect ranking is usually over-confident (the healthy images it
 calls 0.9 fractured). Dividing its logit by one temperature T, fitted by the negative
 log-likelihood of the validation split (Guo et al., 2017), fixes much of that without changing
-the ranking: AUC and every ranking figure stay as they were. The `Temperature` layer sits
-between the model's logit and its sigmoid, so `model.keras`, `export/` and `bonefrac.predict`
-all give the calibrated probability.
+the ranking: AUC and every ranking figure stay as they were. The targets are Platt's smoothed
+ones (`platt_targets`), so that a validation split the model separates perfectly does not send
+T to 0. The `Temperature` layer sits between the model's logit and its sigmoid, so
+`model.keras`, `export/` and `bonefrac.predict` all give the calibrated probability.
 """
 
 from typing import Dict
@@ -60,16 +61,27 @@ def sigmoid(logits) -> np.ndarray:
   return 1.0 / (1.0 + np.exp(-np.asarray(logits, float)))
 
 
-def negative_log_likelihood(labels, logits, temperature: float = 1.0) -> float:
-  """The mean binary cross-entropy of sigmoid(logits / temperature), computed stably."""
-  labels, z = np.asarray(labels, float), np.asarray(logits, float) / temperature
-  return float(np.mean(np.logaddexp(0.0, z) - labels * z))
+def negative_log_likelihood(targets, logits, temperature: float = 1.0) -> float:
+  """The mean binary cross-entropy of sigmoid(logits / temperature) against `targets` (labels,
+  or soft targets in 0-1), computed stably."""
+  targets, z = np.asarray(targets, float), np.asarray(logits, float) / temperature
+  return float(np.mean(np.logaddexp(0.0, z) - targets * z))
+
+
+def platt_targets(labels) -> np.ndarray:
+  """Platt's (1999) smoothed targets: (N+ + 1)/(N+ + 2) for positives, 1/(N- + 2) for
+  negatives. With hard 0/1 targets, a validation split the model separates perfectly drives
+  the fitted temperature to 0 (every probability to exactly 0 or 1); these keep it finite."""
+  labels = np.asarray(labels).astype(int)
+  positives, negatives = int(labels.sum()), int(labels.size - labels.sum())
+  return np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
 
 
 def fit_temperature(labels, logits) -> float:
-  """The temperature (0.05-20) that minimises the NLL of `labels` given `logits`."""
+  """The temperature (0.05-20) that minimises the NLL of Platt's targets given `logits`."""
+  targets = platt_targets(labels)
   found = optimize.minimize_scalar(
-      lambda log_t: negative_log_likelihood(labels, logits, float(np.exp(log_t))),
+      lambda log_t: negative_log_likelihood(targets, logits, float(np.exp(log_t))),
       bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-4})
   return float(np.exp(found.x))
 
@@ -91,15 +103,16 @@ def expected_calibration_error(labels, probabilities, bins: int = ECE_BINS) -> f
 
 def report_section(temperature: float, validation_labels, validation_logits, labels,
                    logits) -> Dict:
-  """report.json's `calibration`: the temperature, the validation NLL it lowered, and the
-  evaluated split's Brier score and ECE before and after."""
+  """report.json's `calibration`: the temperature, the validation NLL it lowered (of the
+  targets it was fitted to), and the evaluated split's Brier score and ECE before and after."""
   before, after = sigmoid(logits), sigmoid(np.asarray(logits, float) / temperature)
+  targets = platt_targets(validation_labels)
   return {
-      "method": "temperature scaling, fitted by the validation split's negative log-likelihood",
+      "method": ("temperature scaling, fitted by the validation split's negative log-likelihood "
+                 "of Platt's smoothed targets"),
       "temperature": temperature, "ece_binning": BINNING,
-      "validation_nll": {"before": negative_log_likelihood(validation_labels, validation_logits),
-                         "after": negative_log_likelihood(validation_labels, validation_logits,
-                                                          temperature)},
+      "validation_nll": {"before": negative_log_likelihood(targets, validation_logits),
+                         "after": negative_log_likelihood(targets, validation_logits, temperature)},
       "brier": {"before": brier_score(labels, before), "after": brier_score(labels, after)},
       "ece": {"before": expected_calibration_error(labels, before),
               "after": expected_calibration_error(labels, after)},

@@ -37,15 +37,16 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
     print(f"WARNING: {config.dataset} has no test split; evaluating on validation, "
           "which also chose the checkpoint (optimistic)", file=sys.stderr, flush=True)
   labels, names = labels_and_filenames(builder, split)
-  # The logit and the penultimate features in one pass; built outside the strategy, it predicts
-  # on one device.
-  head = keras.Model(model.inputs, [calibration.logit_model(model).output, ood.features_tensor(model)])
+  # The logit and the features the out-of-distribution check uses, in one pass; built outside
+  # the strategy, it predicts on one device.
+  head = keras.Model(model.inputs,
+                     [calibration.logit_model(model).output, ood.feature_taps(model)])
   logits, features = predict_head(head, builder, split, config)
   val_labels, val_logits, val_features = labels, logits, features
   if split != "validation":
     val_labels = labels_and_filenames(builder, "validation")[0]
     val_logits, val_features = predict_head(head, builder, "validation", config)
-  reference = ood.fit(predict_head(head, builder, "train", config, ood.TRAIN_IMAGES)[1], val_features)
+  references = ood.fit(predict_head(head, builder, "train", config, ood.TRAIN_IMAGES)[1], val_features)
   temperature = calibration.fit_temperature(val_labels, val_logits)
   probabilities = calibration.sigmoid(logits / temperature)
   val_probabilities = calibration.sigmoid(val_logits / temperature)
@@ -55,7 +56,7 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                             validation_probabilities=val_probabilities, groups=groups)
   metrics["calibration"] = calibration.report_section(temperature, val_labels, val_logits, labels,
                                                       logits)
-  metrics["out_of_distribution"] = ood.report_section(reference, features)
+  metrics["out_of_distribution"] = ood.report_section(references, features)
   leak = leakage.section(builder, split, labels, probabilities)
   if leak:
     leakage.warn(config.dataset, leak)
@@ -70,7 +71,7 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                            step=epochs_run, name=split)
   plots.append(_reliability_diagram(labels, logits, temperature, config.workdir,
                                     os.path.join(paths.logs, "evaluation"), epochs_run, split))
-  model = ood.with_reference(calibration.with_temperature(model, temperature), reference)
+  model = ood.with_reference(calibration.with_temperature(model, temperature), references)
   model.save(paths.model)
   export.export_saved_model(model, paths.export)
   best = workdir.read_best_epoch(paths.best_epoch)
@@ -107,15 +108,15 @@ def replica_devices(strategy) -> List[str]:
 
 
 def predict_head(head, builder, split: str, config, limit: int = 0):
-  """(Fracture logits, penultimate features) of `split` in its evaluation order; its first
-  `limit` images only when `limit` is given."""
+  """(Fracture logits, {tap: features}) of `split` in its evaluation order; its first `limit`
+  images only when `limit` is given."""
   ds = input_pipeline.create_dataset(builder, split, batch_size=config.batch_size, training=False,
                                      image_size=config.image_size, keep_aspect=config.keep_aspect,
                                      cache=None)
   if limit:
     ds = ds.take(-(-limit // config.batch_size))
   logits, features = head.predict(ds, verbose=0)
-  return logits.reshape(-1).astype(float), features.astype(np.float64)
+  return logits.reshape(-1).astype(float), {tap: f.astype(np.float64) for tap, f in features.items()}
 
 
 def _reliability_diagram(labels, logits, temperature, folder, logdir, step, split) -> str:

@@ -25,19 +25,22 @@ def export_saved_model(model: keras.Model, path: str) -> str:
   """
   settings = augment.input_settings(model)
   size, keep_aspect = settings["image_size"], settings["keep_aspect"]
-  reference = ood.layer_of(model)
-  both = keras.Model(model.inputs, [model.output, ood.features_tensor(model)]) if reference else None
+  references = ood.layers_of(model)
+  if references:
+    taps = ood.feature_taps(model)
+    both = keras.Model(model.inputs, [model.output] + [taps[r.tap] for r in references])
 
   def serve(images):
     pixels = tf.map_fn(
         lambda encoded: input_pipeline.decode_and_resize(encoded, size, keep_aspect=keep_aspect),
         images, fn_output_signature=tf.TensorSpec((size, size, 1), tf.uint8))
-    if reference is None:
+    if not references:
       return {OUTPUT: tf.reshape(tf.cast(model(pixels, training=False), tf.float32), [-1])}
-    probabilities, features = both(pixels, training=False)
-    distance = reference.distance(features)
-    return {OUTPUT: tf.reshape(tf.cast(probabilities, tf.float32), [-1]), OOD_SCORE: distance,
-            IN_DISTRIBUTION: distance <= reference.threshold}
+    probabilities, *features = both(pixels, training=False)
+    score = tf.reduce_max(tf.stack([r.distance(f) / r.threshold for r, f in zip(references, features)]),
+                          axis=0)  # the larger distance over its threshold, as ood.scores
+    return {OUTPUT: tf.reshape(tf.cast(probabilities, tf.float32), [-1]), OOD_SCORE: score,
+            IN_DISTRIBUTION: score <= 1.0}
 
   archive = keras.export.ExportArchive()
   archive.track(model)

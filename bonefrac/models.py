@@ -104,7 +104,7 @@ def head(x, config: ModelConfig):
   if config.pooling not in POOLINGS:
     raise ValueError(f"pooling {config.pooling!r} is not one of {POOLINGS}")
   pooled = {"flatten": layers.Flatten, "max": layers.GlobalMaxPooling2D,
-            "avg": layers.GlobalAveragePooling2D}[config.pooling]()(x)
+            "avg": layers.GlobalAveragePooling2D}[config.pooling](name="pooled")(x)
   hidden = pooled
   for units in config.dense_units:
     hidden = layers.Dense(units, activation="relu")(hidden)

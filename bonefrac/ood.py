@@ -3,17 +3,20 @@
 Two checks, both cheap:
 - a DICOM header check: a file whose Modality is not a projection radiograph (CR, DX, RG; MR,
   CT, US, a secondary capture of a photo are not) is out of distribution whatever it scores;
-- the Mahalanobis distance of the model's penultimate features (the input of its logit layer)
-  to those of the training split, with a Ledoit-Wolf shrunk covariance (well conditioned with
-  fewer images than features). The threshold is the 99th percentile of the validation split's
-  distances, so about 1% of images like the validation split are flagged.
+- the Mahalanobis distance of the model's own features to those of the training split, with a
+  Ledoit-Wolf shrunk covariance (well conditioned with fewer images than features), at two
+  layers (Lee et al., 2018, score several): the pooled convolutional features and the
+  penultimate ones (the input of the logit layer). Each has its threshold, the 99th
+  percentile of the validation split's distances; an image is flagged when either distance is
+  over its threshold. Its `ood_score` is the larger distance over its threshold (above 1:
+  flagged). Each layer catches what the other misses (BUILD_NOTES.md).
 
-The reference (mean, precision matrix, threshold) lives in an `OutOfDistribution` layer
-appended to the model: saved in `model.keras`, used by `bonefrac.predict` and by the export's
-serving signature (an `ood_score` and an `in_distribution` output).
+The references (mean, precision matrix, threshold) live in `OutOfDistribution` layers appended
+to the model: saved in `model.keras`, used by `bonefrac.predict` and by the export's serving
+signature (an `ood_score` and an `in_distribution` output).
 """
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import keras
 import numpy as np
@@ -21,20 +24,21 @@ from sklearn.covariance import LedoitWolf
 
 QUANTILE = 0.99
 TRAIN_IMAGES = 5000  # of the training split, for the reference: enough for the covariance
-MAX_DIMS = 2048  # wider features (a Flatten head without dense layers) get no reference
+MAX_DIMS = 2048  # wider features (a Flatten head) get no reference
 RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "PX"}
-METHOD = ("Mahalanobis distance of the penultimate features to the training split's (Ledoit-Wolf "
-          "covariance); flagged above the 99th percentile of the validation split's distances")
+METHOD = ("Mahalanobis distances of the pooled and the penultimate features to the training "
+          "split's (Ledoit-Wolf covariance); flagged when either is above the 99th percentile "
+          "of the validation split's; ood_score is the larger distance over its threshold")
 
 
 @keras.saving.register_keras_serializable(package="bonefrac")
 class OutOfDistribution(keras.layers.Layer):
-  """Passes the probability through; holds the training features' mean, precision matrix and
-  the distance threshold, and scores features with them (`distance`)."""
+  """Passes the probability through; holds one feature layer's (`tap`) training mean,
+  precision matrix and distance threshold, and scores features with them (`distance`)."""
 
-  def __init__(self, dims: int, **kwargs):
+  def __init__(self, dims: int, tap: str = "penultimate", **kwargs):
     super().__init__(**kwargs)
-    self.dims = int(dims)
+    self.dims, self.tap = int(dims), tap
     self.mean = self.add_weight(shape=(self.dims,), initializer="zeros", trainable=False, name="mean")
     self.precision = self.add_weight(shape=(self.dims, self.dims), initializer="zeros",
                                      trainable=False, name="precision")
@@ -52,38 +56,39 @@ class OutOfDistribution(keras.layers.Layer):
     return keras.ops.sqrt(keras.ops.maximum(squared, 0.0))
 
   def get_config(self):
-    return {**super().get_config(), "dims": self.dims}
+    return {**super().get_config(), "dims": self.dims, "tap": self.tap}
 
 
-def features_tensor(model: keras.Model):
-  """The input of the model's logit layer (`dense_logit`): its penultimate features."""
-  return keras.layers.Layer.input.fget(model.get_layer("dense_logit"))
+def feature_taps(model: keras.Model) -> Dict:
+  """{"pooled": the output of the head's pooling layer (if the model names one "pooled"),
+  "penultimate": the input of its logit layer}, without repeating one tensor twice."""
+  taps = {}
+  if "pooled" in [layer.name for layer in model.layers]:
+    taps["pooled"] = keras.layers.Layer.output.fget(model.get_layer("pooled"))
+  penultimate = keras.layers.Layer.input.fget(model.get_layer("dense_logit"))
+  if not any(t is penultimate for t in taps.values()):
+    taps["penultimate"] = penultimate
+  return taps
 
 
-def feature_model(model: keras.Model) -> keras.Model:
-  return keras.Model(model.inputs, features_tensor(model))
+def features_model(model: keras.Model) -> keras.Model:
+  """images -> {tap: features}."""
+  return keras.Model(model.inputs, feature_taps(model))
 
 
-def fit(train_features: np.ndarray, validation_features: np.ndarray) -> Optional[Dict]:
-  """{"mean", "precision", "threshold"} from the training features; the threshold from the
-  validation features' distances. None for features wider than MAX_DIMS."""
-  train_features = np.asarray(train_features, np.float64)
-  if train_features.shape[1] > MAX_DIMS:
-    return None
-  estimate = LedoitWolf().fit(train_features)
-  reference = {"mean": estimate.location_, "precision": estimate.precision_}
-  reference["threshold"] = float(np.quantile(distances(reference, validation_features), QUANTILE))
-  return reference
-
-
-def report_section(reference: Optional[Dict], features: np.ndarray) -> Dict:
-  """report.json's `out_of_distribution`: the method, threshold, and the share of the evaluated
-  split in distribution."""
-  if reference is None:
-    return {"method": f"none: the features are wider than {MAX_DIMS}"}
-  scores = distances(reference, features)
-  return {"method": METHOD, "threshold": reference["threshold"],
-          "evaluated_in_distribution": float(np.mean(scores <= reference["threshold"]))}
+def fit(train: Dict[str, np.ndarray], validation: Dict[str, np.ndarray]) -> Dict[str, Dict]:
+  """{tap: {"mean", "precision", "threshold"}} from the training features, each threshold from
+  the validation features' distances; taps wider than MAX_DIMS are left out."""
+  references = {}
+  for tap, features in train.items():
+    features = np.asarray(features, np.float64)
+    if features.shape[1] > MAX_DIMS:
+      continue
+    estimate = LedoitWolf().fit(features)
+    reference = {"mean": estimate.location_, "precision": estimate.precision_}
+    reference["threshold"] = float(np.quantile(distances(reference, validation[tap]), QUANTILE))
+    references[tap] = reference
+  return references
 
 
 def distances(reference: Dict, features: np.ndarray) -> np.ndarray:
@@ -91,42 +96,55 @@ def distances(reference: Dict, features: np.ndarray) -> np.ndarray:
   return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, reference["precision"], centred), 0))
 
 
-def with_reference(model: keras.Model, reference: Optional[Dict]) -> keras.Model:
-  """The model with an OutOfDistribution layer holding `reference` at its end (the model as it
-  is for None)."""
-  if reference is None:
+def scores(references: Dict[str, Dict], features: Dict[str, np.ndarray]) -> np.ndarray:
+  """The larger distance over its threshold, per image (above 1: out of distribution)."""
+  ratios = [distances(r, features[tap]) / max(r["threshold"], 1e-12) for tap, r in references.items()]
+  return np.max(ratios, axis=0)
+
+
+def report_section(references: Dict[str, Dict], features: Dict[str, np.ndarray]) -> Dict:
+  """report.json's `out_of_distribution`: the method, thresholds, and the share of the
+  evaluated split in distribution."""
+  if not references:
+    return {"method": f"none: the features are wider than {MAX_DIMS}"}
+  return {"method": METHOD, "thresholds": {tap: r["threshold"] for tap, r in references.items()},
+          "evaluated_in_distribution": float(np.mean(scores(references, features) <= 1.0))}
+
+
+def with_reference(model: keras.Model, references: Dict[str, Dict]) -> keras.Model:
+  """The model with an OutOfDistribution layer per reference at its end."""
+  if not references:
     return model
-  features = features_tensor(model)
-  layer = OutOfDistribution(int(reference["mean"].shape[0]), dtype="float32",
-                            name="out_of_distribution")
-  output = layer([features, model.output])
-  layer.set_weights([reference["mean"].astype(np.float32), reference["precision"].astype(np.float32),
-                     np.float32(reference["threshold"])])
+  taps, output = feature_taps(model), model.output
+  for tap, reference in references.items():
+    layer = OutOfDistribution(int(reference["mean"].shape[0]), tap, dtype="float32",
+                              name=f"out_of_distribution_{tap}")
+    output = layer([taps[tap], output])
+    layer.set_weights([reference["mean"].astype(np.float32),
+                       reference["precision"].astype(np.float32), np.float32(reference["threshold"])])
   return keras.Model(model.inputs, output, name=model.name)
 
 
-def layer_of(model: keras.Model) -> Optional[OutOfDistribution]:
-  for layer in model.layers:
-    if isinstance(layer, OutOfDistribution):
-      return layer
-  return None
+def layers_of(model: keras.Model) -> List[OutOfDistribution]:
+  return [layer for layer in model.layers if isinstance(layer, OutOfDistribution)]
 
 
 def scorer(model: keras.Model):
-  """(images -> (probabilities, distances) in one pass, the threshold), or None for a model
-  without a reference."""
-  layer = layer_of(model)
-  if layer is None:
+  """images -> (probabilities, ood scores) in one pass, or None for a model without references."""
+  found = layers_of(model)
+  if not found:
     return None
-  both = keras.Model(model.inputs, [model.output, features_tensor(model)])
-  mean, precision, threshold = layer.get_weights()
-  reference = {"mean": mean, "precision": precision}
+  taps = feature_taps(model)
+  both = keras.Model(model.inputs, [model.output] + [taps[layer.tap] for layer in found])
+  references = {layer.tap: dict(zip(("mean", "precision", "threshold"), layer.get_weights()))
+                for layer in found}
 
   def score(images):
-    probabilities, features = both.predict_on_batch(images)
-    return np.asarray(probabilities).reshape(-1), distances(reference, features)
+    probabilities, *features = both.predict_on_batch(images)
+    by_tap = {layer.tap: f for layer, f in zip(found, features)}
+    return np.asarray(probabilities).reshape(-1), scores(references, by_tap)
 
-  return score, float(threshold)
+  return score
 
 
 def dicom_modality_problem(data: bytes) -> Optional[str]:

@@ -26,7 +26,7 @@ class Prediction:
   path: str
   probability: Optional[float] = None
   error: Optional[str] = None
-  ood_score: Optional[float] = None  # distance to the training features (models with a reference)
+  ood_score: Optional[float] = None  # distance to the training features over its threshold
   in_distribution: Optional[bool] = None
   ood_reason: Optional[str] = None  # why it was flagged
 
@@ -52,12 +52,11 @@ class LoadedModel:
         return probabilities, None, None
       return (probabilities, out[export.IN_DISTRIBUTION].numpy().astype(bool),
               out[export.OOD_SCORE].numpy().astype(float))
-    scored = ood.scorer(self.keras_model)
-    if scored is None:
+    score = ood.scorer(self.keras_model)
+    if score is None:
       return self.keras_model.predict_on_batch(self.pixels(encoded)).reshape(-1).astype(float), None, None
-    score, threshold = scored
-    probabilities, distances = score(self.pixels(encoded))
-    return probabilities.astype(float), distances <= threshold, distances
+    probabilities, ood_scores = score(self.pixels(encoded))
+    return probabilities.astype(float), ood_scores <= 1.0, ood_scores
 
   def pixels(self, encoded: Sequence[bytes]) -> np.ndarray:
     """uint8 [n, size, size, 1] for the Keras model, exactly as evaluation makes them: with the

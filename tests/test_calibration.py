@@ -29,6 +29,16 @@ def test_calibration_lowers_the_nll_and_keeps_the_ranking():
   assert "15 equal-width bins" in section["ece_binning"]
 
 
+def test_a_perfectly_separated_validation_split_does_not_send_the_temperature_to_zero():
+  # Hard 0/1 targets would: the NLL keeps falling as T -> 0 (probabilities of exactly 0 and 1).
+  labels = np.r_[np.ones(100), np.zeros(100)]
+  logits = np.r_[np.linspace(2, 12, 100), -np.linspace(2, 12, 100)]
+  temperature = calibration.fit_temperature(labels, logits)
+  assert 0.2 < temperature < 2
+  assert calibration.sigmoid(12 / temperature) < 1 - 1e-6  # no probability saturates
+  assert calibration.platt_targets([1, 1, 0]).tolist() == [0.75, 0.75, 1 / 3]
+
+
 def test_expected_calibration_error_of_a_known_case():
   assert calibration.expected_calibration_error([1, 0, 1, 0], [.8, .8, .8, .8]) == pytest.approx(0.3)
   assert calibration.expected_calibration_error([1, 0], [1.0, 0.0]) == 0.0

@@ -44,18 +44,18 @@ def _png(array):
 @pytest.fixture(scope="module")
 def model_with_reference(tmp_path_factory):
   model = _features_model()
-  features = ood.feature_model(model)
-  reference = ood.fit(features.predict(_radiographs(range(200)), verbose=0),
-                      features.predict(_radiographs(range(200, 300)), verbose=0))
+  features = ood.features_model(model)
+  references = ood.fit(features.predict(_radiographs(range(200)), verbose=0),
+                       features.predict(_radiographs(range(200, 300)), verbose=0))
   path = tmp_path_factory.mktemp("ood") / "model.keras"
-  ood.with_reference(model, reference).save(path)
-  return path, reference
+  ood.with_reference(model, references).save(path)
+  return path, references
 
 
 def test_the_reference_survives_saving_and_flags_what_is_unlike_radiographs(model_with_reference,
                                                                             tmp_path):
   from sklearn.datasets import load_sample_image  # a photograph shipped with scikit-learn
-  path, reference = model_with_reference
+  path, references = model_with_reference
   rng = np.random.default_rng(0)
   odd = {"noise.png": rng.integers(0, 256, (96, 96), dtype=np.uint8),
          "blank.png": np.full((96, 96), 255, np.uint8),
@@ -65,7 +65,9 @@ def test_the_reference_survives_saving_and_flags_what_is_unlike_radiographs(mode
   for name, array in {**odd, **fresh}.items():
     (tmp_path / name).write_bytes(_png(array))
   loaded = predict_lib.load_model(str(path))
-  assert ood.layer_of(loaded.keras_model).threshold.numpy() == pytest.approx(reference["threshold"])
+  [layer] = ood.layers_of(loaded.keras_model)  # no layer named "pooled": the penultimate only
+  assert layer.tap == "penultimate"
+  assert layer.threshold.numpy() == pytest.approx(references["penultimate"]["threshold"])
   predictions = {p.path.split("/")[-1]: p for p in
                  predict_lib.predict_files(loaded, predict_lib.find_files([tmp_path]))}
   assert all(predictions[name].in_distribution is False for name in odd)
@@ -74,7 +76,18 @@ def test_the_reference_survives_saving_and_flags_what_is_unlike_radiographs(mode
 
 def test_a_reference_from_few_features_and_wide_features():
   rng = np.random.default_rng(0)
-  reference = ood.fit(rng.normal(size=(10, 32)), rng.normal(size=(10, 32)))  # fewer images than dims
-  assert np.isfinite(ood.distances(reference, rng.normal(size=(3, 32)))).all()
-  assert ood.fit(np.zeros((4, ood.MAX_DIMS + 1)), np.zeros((4, ood.MAX_DIMS + 1))) is None
-  assert "none" in ood.report_section(None, np.zeros((2, 3)))["method"]
+  references = ood.fit({"a": rng.normal(size=(10, 32)), "wide": np.zeros((4, ood.MAX_DIMS + 1))},
+                       {"a": rng.normal(size=(10, 32)), "wide": np.zeros((4, ood.MAX_DIMS + 1))})
+  assert list(references) == ["a"]  # fewer images than features is fine; too wide is left out
+  assert np.isfinite(ood.distances(references["a"], rng.normal(size=(3, 32)))).all()
+  assert "none" in ood.report_section({}, {})["method"]
+
+
+def test_an_image_is_flagged_when_either_layer_flags_it():
+  references = {tap: {"mean": np.zeros(2), "precision": np.eye(2), "threshold": 2.0}
+                for tap in ("pooled", "penultimate")}
+  features = {"pooled": np.array([[1.0, 0], [3.0, 0], [0, 0]]),
+              "penultimate": np.array([[0, 1.0], [0, 0], [0, 5.0]])}
+  np.testing.assert_allclose(ood.scores(references, features), [0.5, 1.5, 2.5])
+  section = ood.report_section(references, features)
+  assert section["evaluated_in_distribution"] == pytest.approx(1 / 3)
