@@ -37,16 +37,8 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
     print(f"WARNING: {config.dataset} has no test split; evaluating on validation, "
           "which also chose the checkpoint (optimistic)", file=sys.stderr, flush=True)
   labels, names = labels_and_filenames(builder, split)
-  # The logit and the features the out-of-distribution check uses, in one pass; built outside
-  # the strategy, it predicts on one device.
-  head = keras.Model(model.inputs,
-                     [calibration.logit_model(model).output, ood.feature_taps(model)])
-  logits, features = predict_head(head, builder, split, config)
-  val_labels, val_logits, val_features = labels, logits, features
-  if split != "validation":
-    val_labels = labels_and_filenames(builder, "validation")[0]
-    val_logits, val_features = predict_head(head, builder, "validation", config)
-  references = ood.fit(predict_head(head, builder, "train", config, ood.TRAIN_IMAGES)[1], val_features)
+  logits, features, val_labels, val_logits, references = _logits_and_references(
+      model, builder, split, labels, config)
   temperature = calibration.fit_temperature(val_labels, val_logits)
   probabilities = calibration.sigmoid(logits / temperature)
   val_probabilities = calibration.sigmoid(val_logits / temperature)
@@ -71,9 +63,9 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                            step=epochs_run, name=split)
   plots.append(_reliability_diagram(labels, logits, temperature, config.workdir,
                                     os.path.join(paths.logs, "evaluation"), epochs_run, split))
-  model = ood.with_reference(calibration.with_temperature(model, temperature), references)
-  model.save(paths.model)
-  export.export_saved_model(model, paths.export)
+  served = ood.with_reference(calibration.with_temperature(model, temperature), references)
+  served.save(paths.model)
+  export.export_saved_model(served, paths.export)
   best = workdir.read_best_epoch(paths.best_epoch)
   return {
       "model": config.model, "dataset": config.dataset, "split": split, **metrics,
@@ -90,6 +82,22 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
                   "predictions": f"predictions_{split}.csv", "history": "training_log.csv",
                   "model_card": "model_card.md"},
   }
+
+
+def _logits_and_references(model, builder, split: str, labels, config):
+  """(logits and features of `split`, validation's labels and logits, the out-of-distribution
+  references fitted on train and validation)."""
+  # The logit and the features the out-of-distribution check uses, in one pass; built outside
+  # the strategy, it predicts on one device.
+  head = keras.Model(model.inputs,
+                     [calibration.logit_model(model).output, ood.feature_taps(model)])
+  logits, features = predict_head(head, builder, split, config)
+  val_labels, val_logits, val_features = labels, logits, features
+  if split != "validation":
+    val_labels = labels_and_filenames(builder, "validation")[0]
+    val_logits, val_features = predict_head(head, builder, "validation", config)
+  references = ood.fit(predict_head(head, builder, "train", config, ood.TRAIN_IMAGES)[1], val_features)
+  return logits, features, val_labels, val_logits, references
 
 
 def data_facts(builder, group_feature: bool) -> Dict:
