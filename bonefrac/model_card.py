@@ -96,7 +96,9 @@ def _limitations(report: Mapping):
            "parts or patient groups can do much worse. The intervals cover sampling error only.",
            "- One label per image: the model does not locate the fracture (Grad-CAM shows "
            "where it looked, which is not a localisation).",
-           "- Images that are not bone radiographs still get a probability."]
+           "- Images that are not bone radiographs still get a probability; the "
+           "out-of-distribution check (`bonefrac.predict`'s `in_distribution`) flags many "
+           "of them, not all."]
   if report.get("high_sensitivity", {}).get("validation", {}).get("target_met") is False:
     lines.append("- The validation split has too few fractured images to show 95% sensitivity "
                  "with 95% confidence; the high-sensitivity point is the lowest fractured score.")
