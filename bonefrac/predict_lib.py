@@ -39,6 +39,7 @@ class LoadedModel:
   thresholds: Dict[str, float]  # "threshold" (the model's), maybe "high_sensitivity"
   keras_model: Optional[keras.Model] = None
   signature: Optional[object] = None  # decodes and resizes inside
+  _scorer: Optional[list] = dataclasses.field(default=None, repr=False)
 
   def probabilities(self, encoded: Sequence[bytes]) -> np.ndarray:
     return self.scores(encoded)[0]
@@ -52,7 +53,9 @@ class LoadedModel:
         return probabilities, None, None
       return (probabilities, out[export.IN_DISTRIBUTION].numpy().astype(bool),
               out[export.OOD_SCORE].numpy().astype(float))
-    score = ood.scorer(self.keras_model)
+    if self._scorer is None:  # built once: a new Keras model per batch would retrace each time
+      self._scorer = [ood.scorer(self.keras_model)]
+    score = self._scorer[0]
     if score is None:
       return self.keras_model.predict_on_batch(self.pixels(encoded)).reshape(-1).astype(float), None, None
     probabilities, ood_scores = score(self.pixels(encoded))
