@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from scipy import optimize
 
+from bonefrac import stats
+
 ECE_BINS = 15
 BINNING = (f"{ECE_BINS} equal-width bins of the fracture probability; the gap between the mean "
            "probability and the share fractured in each bin, weighted by the bin's images")
@@ -92,13 +94,8 @@ def brier_score(labels, probabilities) -> float:
 
 def expected_calibration_error(labels, probabilities, bins: int = ECE_BINS) -> float:
   """ECE over `bins` equal-width bins (see BINNING)."""
-  labels, probabilities = np.asarray(labels, float), np.asarray(probabilities, float)
-  which = np.minimum((probabilities * bins).astype(int), bins - 1)
-  gap = 0.0
-  for b in np.unique(which):
-    members = which == b
-    gap += members.sum() * abs(probabilities[members].mean() - labels[members].mean())
-  return float(gap / max(len(labels), 1))
+  mean, share, count = stats.reliability_bins(labels, probabilities, bins)
+  return float((count * np.abs(mean - share)).sum() / max(count.sum(), 1))
 
 
 def report_section(temperature: float, validation_labels, validation_logits, labels,

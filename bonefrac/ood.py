@@ -16,6 +16,7 @@ to the model: saved in `model.keras`, used by `bonefrac.predict` and by the expo
 signature (an `ood_score` and an `in_distribution` output).
 """
 
+import io
 from typing import Dict, List, Optional
 
 import keras
@@ -152,8 +153,7 @@ def dicom_modality_problem(data: bytes) -> Optional[str]:
   from bonefrac_tfds.bone_fracture import dicom
   if not dicom.is_dicom(data) or not dicom.available():
     return None
-  import io
-  import pydicom
+  import pydicom  # the dicom extra, present since dicom.available()
   try:
     header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
   except Exception:  # the pixel reader reports broken files

@@ -10,6 +10,8 @@ matplotlib.use("Agg")  # no display: files and TensorBoard images only
 from matplotlib import pyplot as plt  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
+from bonefrac import stats  # noqa: E402
+
 CLASS_NAMES = ("not fractured", "fractured")
 
 
@@ -44,13 +46,9 @@ def reliability_figure(labels, before, after, bins: int = 15, title: str = "Reli
   """Share fractured against mean predicted probability per equal-width bin, before and after
   calibration, with the diagonal a calibrated model would follow."""
   fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
-  labels = np.asarray(labels, float)
   for name, probabilities, style in (("before", before, "o--"), ("after", after, "s-")):
-    probabilities = np.asarray(probabilities, float)
-    which = np.minimum((probabilities * bins).astype(int), bins - 1)
-    used = np.unique(which)
-    ax.plot([probabilities[which == b].mean() for b in used],
-            [labels[which == b].mean() for b in used], style, label=f"{name} calibration")
+    mean, share, _ = stats.reliability_bins(labels, probabilities, bins)
+    ax.plot(mean, share, style, label=f"{name} calibration")
   ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
   ax.set(xlabel="mean predicted fracture probability", ylabel="share fractured", title=title,
          xlim=(0, 1), ylim=(0, 1))

@@ -58,6 +58,17 @@ def youden_threshold(labels, scores) -> float:
   return (chosen + float(below.max())) / 2 if below.size else chosen
 
 
+def reliability_bins(labels, probabilities, bins: int = 15):
+  """(mean probability, share positive, count) of each non-empty equal-width probability bin:
+  what the expected calibration error weighs and the reliability diagram draws."""
+  labels, probabilities = np.asarray(labels, float), np.asarray(probabilities, float)
+  which = np.minimum((probabilities * bins).astype(int), bins - 1)
+  used = np.unique(which)
+  return (np.array([probabilities[which == b].mean() for b in used]),
+          np.array([labels[which == b].mean() for b in used]),
+          np.array([(which == b).sum() for b in used]))
+
+
 def _positive_scores(labels, scores) -> np.ndarray:
   labels = np.asarray(labels).astype(int)
   if not labels.any():
