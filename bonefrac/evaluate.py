@@ -49,7 +49,7 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
   metrics["calibration"] = calibration.report_section(temperature, val_labels, val_logits, labels,
                                                       logits)
   metrics["out_of_distribution"] = ood.report_section(references, features)
-  leak = leakage.section(builder, split, labels, probabilities)
+  leak = leakage.section(builder, split, labels, probabilities, groups)
   if leak:
     leakage.warn(config.dataset, leak)
     metrics["leakage"] = leak

@@ -27,8 +27,7 @@ def export_saved_model(model: keras.Model, path: str) -> str:
   size, keep_aspect = settings["image_size"], settings["keep_aspect"]
   references = ood.layers_of(model)
   if references:
-    taps = ood.feature_taps(model)
-    both = keras.Model(model.inputs, [model.output] + [taps[r.tap] for r in references])
+    both = ood.probability_and_features(model, references)
 
   def serve(images):
     pixels = tf.map_fn(

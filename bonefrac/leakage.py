@@ -21,14 +21,14 @@ def split_groups(builder, split: str) -> np.ndarray:
   return np.array([int(g) for g in tfds.as_numpy(ds.map(lambda ex: ex["group"]))], np.int64)
 
 
-def section(builder, split: str, labels, probabilities) -> Optional[Dict]:
+def section(builder, split: str, labels, probabilities, groups=None) -> Optional[Dict]:
   """report.json's `leakage` when `split` shares groups with train (else None): how many of its
   images have a copy in train, the same for validation (which chose the checkpoint), and the
-  metrics at 0.5 and the AUCs on the clean subset."""
+  metrics at 0.5 and the AUCs on the clean subset. `groups`: the split's, if already read."""
   if "group" not in builder.info.features or "train" not in builder.info.splits:
     return None
   train = split_groups(builder, "train")
-  leaked = np.isin(split_groups(builder, split), train)
+  leaked = np.isin(split_groups(builder, split) if groups is None else groups, train)
   if not leaked.any():
     return None
   labels, probabilities = np.asarray(labels), np.asarray(probabilities)

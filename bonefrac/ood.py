@@ -126,6 +126,12 @@ def with_reference(model: keras.Model, references: Dict[str, Dict]) -> keras.Mod
   return keras.Model(model.inputs, output, name=model.name)
 
 
+def probability_and_features(model: keras.Model, found: List[OutOfDistribution]) -> keras.Model:
+  """images -> [probability, the features each of `found` scores] in one pass."""
+  taps = feature_taps(model)
+  return keras.Model(model.inputs, [model.output] + [taps[layer.tap] for layer in found])
+
+
 def layers_of(model: keras.Model) -> List[OutOfDistribution]:
   return [layer for layer in model.layers if isinstance(layer, OutOfDistribution)]
 
@@ -135,8 +141,7 @@ def scorer(model: keras.Model):
   found = layers_of(model)
   if not found:
     return None
-  taps = feature_taps(model)
-  both = keras.Model(model.inputs, [model.output] + [taps[layer.tap] for layer in found])
+  both = probability_and_features(model, found)
   references = {layer.tap: dict(zip(("mean", "precision", "threshold"), layer.get_weights()))
                 for layer in found}
 

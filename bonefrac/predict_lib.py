@@ -6,6 +6,7 @@ the probability it would get in evaluation. A bad file costs its own row, never 
 """
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Dict, List, Optional, Sequence
@@ -39,7 +40,6 @@ class LoadedModel:
   thresholds: Dict[str, float]  # "threshold" (the model's), maybe "high_sensitivity"
   keras_model: Optional[keras.Model] = None
   signature: Optional[object] = None  # decodes and resizes inside
-  _scorer: Optional[list] = dataclasses.field(default=None, repr=False)
 
   def probabilities(self, encoded: Sequence[bytes]) -> np.ndarray:
     return self.scores(encoded)[0]
@@ -53,13 +53,16 @@ class LoadedModel:
         return probabilities, None, None
       return (probabilities, out[export.IN_DISTRIBUTION].numpy().astype(bool),
               out[export.OOD_SCORE].numpy().astype(float))
-    if self._scorer is None:  # built once: a new Keras model per batch would retrace each time
-      self._scorer = [ood.scorer(self.keras_model)]
-    score = self._scorer[0]
+    score = self._ood_scorer
     if score is None:
       return self.keras_model.predict_on_batch(self.pixels(encoded)).reshape(-1).astype(float), None, None
     probabilities, ood_scores = score(self.pixels(encoded))
     return probabilities.astype(float), ood_scores <= 1.0, ood_scores
+
+  @functools.cached_property
+  def _ood_scorer(self):
+    """Built once: a new Keras model per batch would retrace its predict function each time."""
+    return ood.scorer(self.keras_model)
 
   def pixels(self, encoded: Sequence[bytes]) -> np.ndarray:
     """uint8 [n, size, size, 1] for the Keras model, exactly as evaluation makes them: with the
