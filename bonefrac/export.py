@@ -37,7 +37,7 @@ def export_saved_model(model: keras.Model, path: str) -> str:
       return {OUTPUT: tf.reshape(tf.cast(model(pixels, training=False), tf.float32), [-1])}
     probabilities, *features = both(pixels, training=False)
     score = tf.reduce_max(tf.stack([r.distance(f) / r.threshold for r, f in zip(references, features)]),
-                          axis=0)  # the larger distance over its threshold, as ood.scores
+                          axis=0)  # the largest distance over its threshold, as ood.scores
     return {OUTPUT: tf.reshape(tf.cast(probabilities, tf.float32), [-1]), OOD_SCORE: score,
             IN_DISTRIBUTION: score <= 1.0}
 

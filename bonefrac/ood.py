@@ -4,12 +4,14 @@ Two checks, both cheap:
 - a DICOM header check: a file whose Modality is not a projection radiograph (CR, DX, RG; MR,
   CT, US, a secondary capture of a photo are not) is out of distribution whatever it scores;
 - the Mahalanobis distance of the model's own features to those of the training split, with a
-  Ledoit-Wolf shrunk covariance (well conditioned with fewer images than features), at two
-  layers (Lee et al., 2018, score several): the pooled convolutional features and the
-  penultimate ones (the input of the logit layer). Each has its threshold, the 99th
-  percentile of the validation split's distances; an image is flagged when either distance is
-  over its threshold. Its `ood_score` is the larger distance over its threshold (above 1:
-  flagged). Each layer catches what the other misses (BUILD_NOTES.md).
+  Ledoit-Wolf shrunk covariance (well conditioned with fewer images than features), at up to
+  three layers (Lee et al., 2018, score several): the first convolutional block's channel
+  means and spreads (texture, sharpness, noise: where the network's layers are its own, the
+  custom CNN; VGG16's are inside its base), the pooled convolutional features and the
+  penultimate ones (the input of the logit layer). Each distance is divided by its validation
+  99th percentile; `ood_score` is the largest such ratio, scaled once more so that 99% of the
+  validation split scores at most 1. Above 1: flagged. Each layer catches what the others
+  miss (BUILD_NOTES.md).
 
 The references (mean, precision matrix, threshold) live in `OutOfDistribution` layers appended
 to the model: saved in `model.keras`, used by `bonefrac.predict` and by the export's serving
@@ -27,9 +29,11 @@ QUANTILE = 0.99
 TRAIN_IMAGES = 5000  # of the training split, for the reference: enough for the covariance
 MAX_DIMS = 2048  # wider features (a Flatten head) get no reference
 RADIOGRAPH_MODALITIES = {"CR", "DX", "RG", "DR", "PX"}
-METHOD = ("Mahalanobis distances of the pooled and the penultimate features to the training "
-          "split's (Ledoit-Wolf covariance); flagged when either is above the 99th percentile "
-          "of the validation split's; ood_score is the larger distance over its threshold")
+METHOD = ("Mahalanobis distances (Ledoit-Wolf covariance) to the training split's features at "
+          "each layer in thresholds (first_block: channel means and spreads of the first "
+          "convolutional block; pooled; penultimate); each threshold is its layer's 99th "
+          "percentile on the validation split, scaled so that 99% of validation has every "
+          "distance within its threshold; ood_score is the largest distance over its threshold")
 
 
 @keras.saving.register_keras_serializable(package="bonefrac")
@@ -60,10 +64,29 @@ class OutOfDistribution(keras.layers.Layer):
     return {**super().get_config(), "dims": self.dims, "tap": self.tap}
 
 
+@keras.saving.register_keras_serializable(package="bonefrac")
+class ChannelMoments(keras.layers.Layer):
+  """Feature maps -> each channel's mean and standard deviation over the image (a texture
+  summary: how bright, how busy, how sharp)."""
+
+  def call(self, inputs):
+    inputs = keras.ops.cast(inputs, "float32")
+    return keras.ops.concatenate([keras.ops.mean(inputs, axis=(1, 2)),
+                                  keras.ops.std(inputs, axis=(1, 2))], axis=-1)
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0], 2 * input_shape[-1])
+
+
 def feature_taps(model: keras.Model) -> Dict:
-  """{"pooled": the output of the head's pooling layer (if the model names one "pooled"),
-  "penultimate": the input of its logit layer}, without repeating one tensor twice."""
+  """{"first_block": the channel moments of the first max pooling layer's output (where the
+  model's own layers have one: the custom CNN), "pooled": the output of the head's pooling
+  layer (if the model names one "pooled"), "penultimate": the input of its logit layer},
+  without repeating one tensor twice."""
   taps = {}
+  pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+  if pools:
+    taps["first_block"] = ChannelMoments(dtype="float32")(keras.layers.Layer.output.fget(pools[0]))
   if "pooled" in [layer.name for layer in model.layers]:
     taps["pooled"] = keras.layers.Layer.output.fget(model.get_layer("pooled"))
   penultimate = keras.layers.Layer.input.fget(model.get_layer("dense_logit"))
@@ -89,6 +112,17 @@ def fit(train: Dict[str, np.ndarray], validation: Dict[str, np.ndarray]) -> Dict
     reference = {"mean": estimate.location_, "precision": estimate.precision_}
     reference["threshold"] = float(np.quantile(distances(reference, validation[tap]), QUANTILE))
     references[tap] = reference
+  return _jointly(references, validation)
+
+
+def _jointly(references: Dict[str, Dict], validation: Dict[str, np.ndarray]) -> Dict[str, Dict]:
+  """The thresholds scaled by one factor so that the 99th percentile of the validation split's
+  combined score (its largest ratio) is 1: each layer at its own 99th percentile would flag up
+  to 1% of in-distribution images per layer."""
+  if len(references) > 1:
+    factor = max(float(np.quantile(scores(references, validation), QUANTILE)), 1.0)
+    for reference in references.values():
+      reference["threshold"] *= factor
   return references
 
 
@@ -98,7 +132,7 @@ def distances(reference: Dict, features: np.ndarray) -> np.ndarray:
 
 
 def scores(references: Dict[str, Dict], features: Dict[str, np.ndarray]) -> np.ndarray:
-  """The larger distance over its threshold, per image (above 1: out of distribution)."""
+  """The largest distance over its threshold, per image (above 1: out of distribution)."""
   ratios = [distances(r, features[tap]) / max(r["threshold"], 1e-12) for tap, r in references.items()]
   return np.max(ratios, axis=0)
 

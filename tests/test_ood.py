@@ -91,3 +91,39 @@ def test_an_image_is_flagged_when_either_layer_flags_it():
   np.testing.assert_allclose(ood.scores(references, features), [0.5, 1.5, 2.5])
   section = ood.report_section(references, features)
   assert section["evaluated_in_distribution"] == pytest.approx(1 / 3)
+
+
+def test_thresholds_are_scaled_so_that_99_percent_of_validation_is_in_distribution():
+  rng = np.random.default_rng(1)
+  train = {tap: rng.normal(size=(2000, 4)) for tap in ("a", "b", "c")}
+  validation = {tap: rng.normal(size=(1000, 4)) for tap in ("a", "b", "c")}
+  alone = {tap: ood.fit({tap: train[tap]}, {tap: validation[tap]})[tap]["threshold"] for tap in train}
+  references = ood.fit(train, validation)
+  # each layer at its own 99th percentile would keep only about 97% (independent layers)
+  unscaled = {t: {**references[t], "threshold": alone[t]} for t in train}
+  assert np.mean(ood.scores(unscaled, validation) <= 1) < 0.98
+  assert np.mean(ood.scores(references, validation) <= 1) == pytest.approx(0.99, abs=0.002)
+  assert all(references[t]["threshold"] > alone[t] for t in train)
+
+
+def test_the_first_blocks_channel_moments_are_a_tap_of_the_custom_cnn(tmp_path):
+  from bonefrac import models
+  config = models.ModelConfig(image_size=32, dense_units=(8,))
+  cnn = models.create_cnn(config)
+  taps = ood.feature_taps(cnn)
+  assert list(taps) == ["first_block", "pooled", "penultimate"]
+  assert taps["first_block"].shape[-1] == 2 * 32  # a mean and a spread per channel of block 1
+  assert "first_block" not in ood.feature_taps(models.create_vgg16(config, weights=None))
+  maps = np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype(np.float32)
+  np.testing.assert_allclose(ood.ChannelMoments()(maps),
+                             np.concatenate([maps.mean(axis=(1, 2)), maps.std(axis=(1, 2))], -1),
+                             rtol=1e-5)
+  images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 1), dtype=np.uint8)
+  features = ood.features_model(cnn).predict(images, verbose=0)
+  served = ood.with_reference(cnn, ood.fit(features, features))
+  served.save(tmp_path / "m.keras")
+  loaded = keras.models.load_model(tmp_path / "m.keras")
+  assert [layer.tap for layer in ood.layers_of(loaded)] == ["first_block", "pooled", "penultimate"]
+  np.testing.assert_allclose(ood.scorer(loaded)(images[:4])[1],
+                             ood.scores(ood.fit(features, features),
+                                        {t: f[:4] for t, f in features.items()}), rtol=1e-3)
