@@ -39,15 +39,15 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
   labels, names = labels_and_filenames(builder, split)
   logits, features, val_labels, val_logits, references = _logits_and_references(
       model, builder, split, labels, config)
-  temperature = calibration.fit_temperature(val_labels, val_logits)
-  probabilities = calibration.sigmoid(logits / temperature)
-  val_probabilities = calibration.sigmoid(val_logits / temperature)
+  temperature, bias = calibration.fit(val_labels, val_logits)
+  probabilities = calibration.calibrated(logits, temperature, bias)
+  val_probabilities = calibration.calibrated(val_logits, temperature, bias)
   # Copies of one radiograph are one piece of evidence: intervals resample whole groups.
   groups = leakage.split_groups(builder, split) if "group" in builder.info.features else None
   metrics = report.evaluate(labels, probabilities, validation_labels=val_labels,
                             validation_probabilities=val_probabilities, groups=groups)
-  metrics["calibration"] = calibration.report_section(temperature, val_labels, val_logits, labels,
-                                                      logits)
+  metrics["calibration"] = calibration.report_section(temperature, bias, val_labels, val_logits,
+                                                      labels, logits)
   metrics["out_of_distribution"] = ood.report_section(references, features)
   leak = leakage.section(builder, split, labels, probabilities, groups)
   if leak:
@@ -61,9 +61,9 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
   epochs_run = workdir.epochs_done(paths.history)
   summaries.write_pr_curve(os.path.join(paths.logs, "evaluation"), labels, probabilities,
                            step=epochs_run, name=split)
-  plots.append(_reliability_diagram(labels, logits, temperature, config.workdir,
+  plots.append(_reliability_diagram(labels, logits, (temperature, bias), config.workdir,
                                     os.path.join(paths.logs, "evaluation"), epochs_run, split))
-  served = ood.with_reference(calibration.with_temperature(model, temperature), references)
+  served = ood.with_reference(calibration.with_temperature(model, temperature, bias), references)
   served.save(paths.model)
   export.export_saved_model(served, paths.export)
   best = workdir.read_best_epoch(paths.best_epoch)
@@ -127,11 +127,11 @@ def predict_head(head, builder, split: str, config, limit: int = 0):
   return logits.reshape(-1).astype(float), {tap: f.astype(np.float64) for tap, f in features.items()}
 
 
-def _reliability_diagram(labels, logits, temperature, folder, logdir, step, split) -> str:
+def _reliability_diagram(labels, logits, scaling, folder, logdir, step, split) -> str:
   """reliability_diagram.png in `folder` and the same image in TensorBoard; its name."""
   png = plots_lib.to_png(plots_lib.reliability_figure(
-      labels, calibration.sigmoid(logits), calibration.sigmoid(logits / temperature),
-      title=f"Reliability on {split} (temperature {temperature:.2f})"))
+      labels, calibration.sigmoid(logits), calibration.calibrated(logits, *scaling),
+      title=f"Reliability on {split} (temperature {scaling[0]:.2f}, bias {scaling[1]:+.2f})"))
   with open(os.path.join(folder, "reliability_diagram.png"), "wb") as f:
     f.write(png)
   summaries.write_png(logdir, "reliability_diagram", png, step)

@@ -29,7 +29,8 @@ def render(report: Mapping) -> str:
            f"{report.get('parameters', 0):,} parameters "
            f"({report.get('trainable_parameters', 0):,} trainable at the end).",
            f"- Output: the calibrated probability that the radiograph shows a fracture "
-           f"(temperature {report.get('calibration', {}).get('temperature', 1.0):.3f}).",
+           f"(Platt scaling: temperature {report.get('calibration', {}).get('temperature', 1.0):.3f}, "
+           f"bias {report.get('calibration', {}).get('bias', 0.0):+.3f}).",
            f"- Trained with bonefrac {data.get('bonefrac_version', '?')}; files: `model.keras`, "
            "`export/` (TensorFlow Serving), report in `report.json`.", "",
            "## Intended use", "",
