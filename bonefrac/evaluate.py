@@ -57,7 +57,7 @@ def evaluate_and_report(model, builder, config, paths: workdir.Paths, policy: st
   workdir.write_predictions(os.path.join(config.workdir, f"predictions_{split}.csv"), names,
                             labels, probabilities)
   plots = report.write_plots(config.workdir, labels, probabilities, metrics["confusion_matrix"],
-                             history)
+                             history, metrics)
   epochs_run = workdir.epochs_done(paths.history)
   summaries.write_pr_curve(os.path.join(paths.logs, "evaluation"), labels, probabilities,
                            step=epochs_run, name=split)

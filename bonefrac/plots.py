@@ -20,24 +20,24 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], title: str = "Confu
   fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
   skm.ConfusionMatrixDisplay(confusion_matrix=np.asarray(matrix), display_labels=CLASS_NAMES).plot(
       ax=ax, colorbar=False, cmap="Blues", values_format="d")
-  ax.set_title(title)
+  ax.set_title(title, fontsize=9)
   fig.tight_layout()
   return fig
 
 
-def roc_figure(labels, probabilities):
+def roc_figure(labels, probabilities, title: str = "ROC curve"):
   fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
   skm.RocCurveDisplay.from_predictions(labels, probabilities, ax=ax, name="fractured")
   ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
-  ax.set_title("ROC curve")
+  ax.set_title(title, fontsize=9)
   fig.tight_layout()
   return fig
 
 
-def precision_recall_figure(labels, probabilities):
+def precision_recall_figure(labels, probabilities, title: str = "Precision-recall curve"):
   fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
   skm.PrecisionRecallDisplay.from_predictions(labels, probabilities, ax=ax, name="fractured")
-  ax.set_title("Precision-recall curve")
+  ax.set_title(title, fontsize=9)
   fig.tight_layout()
   return fig
 

@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 from sklearn import metrics as skm
@@ -108,17 +108,30 @@ def write_report(workdir: str, report: Mapping) -> str:
 
 
 def write_plots(workdir: str, labels, probabilities, confusion_matrix,
-                history: Optional[Mapping] = None) -> list:
-  """confusion_matrix.png, roc_curve.png, pr_curve.png and training_curves.png in `workdir`."""
-  figures = {"confusion_matrix.png": plots.confusion_matrix_figure(confusion_matrix)}
+                history: Optional[Mapping] = None, metrics: Optional[Mapping] = None) -> list:
+  """confusion_matrix.png, roc_curve.png, pr_curve.png and training_curves.png in `workdir`;
+  with `metrics` (report.json's), their titles carry the figures with 95% intervals."""
+  titles = _plot_titles(metrics or {})
+  figures = {"confusion_matrix.png": plots.confusion_matrix_figure(confusion_matrix,
+                                                                   titles["confusion"])}
   if np.asarray(labels).min() != np.asarray(labels).max():
-    figures["roc_curve.png"] = plots.roc_figure(labels, probabilities)
-    figures["pr_curve.png"] = plots.precision_recall_figure(labels, probabilities)
+    figures["roc_curve.png"] = plots.roc_figure(labels, probabilities, titles["roc"])
+    figures["pr_curve.png"] = plots.precision_recall_figure(labels, probabilities, titles["pr"])
   if history:
     figures["training_curves.png"] = plots.training_curves_figure(history)
   for name, fig in figures.items():
     plots.save_png(fig, os.path.join(workdir, name))
   return sorted(figures)
+
+
+def _plot_titles(metrics: Mapping) -> Dict[str, str]:
+  ci = metrics.get("ci95", {})
+
+  def figure(name, key):
+    return f"{name} {with_interval(metrics[key], ci.get(key))}" if metrics.get(key) is not None else name
+
+  return {"confusion": figure("Confusion matrix at 0.5\naccuracy", "accuracy"),
+          "roc": figure("ROC curve, AUC", "auc"), "pr": figure("Precision-recall curve, AP", "pr_auc")}
 
 
 def _ratio(numerator, denominator) -> float:

@@ -45,6 +45,15 @@ def test_plots_are_png_files(tmp_path):
     assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_plots_titles_carry_the_intervals():
+  metrics = {"accuracy": 0.75, "auc": 0.9375, "pr_auc": None,
+             "ci95": {"accuracy": [0.5, 1.0], "auc": [0.75, 1.0]}}
+  titles = report._plot_titles(metrics)
+  assert titles["roc"] == "ROC curve, AUC 0.938 [0.750, 1.000]"
+  assert titles["confusion"] == "Confusion matrix at 0.5\naccuracy 0.750 [0.500, 1.000]"
+  assert titles["pr"] == "Precision-recall curve, AP"  # no figure, no number
+
+
 def test_comparison_table_has_a_row_per_model():
   reports = [{"model": "cnn", "accuracy": 0.9, "f1": 0.91, "parameters": 1000, "best_epoch": 3},
              {"model": "vgg16", "accuracy": 0.95, "parameters": 14_000_000}]
