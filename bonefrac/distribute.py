@@ -13,6 +13,7 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrore
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 ALL_REDUCE = ("auto", "ring", "nccl")
 SLURM_PORT_BASE = 8888  # workers listen on 8888, 8889, ... of their node
+PORT_BASE_VARIABLE = "BONEFRAC_SLURM_PORT_BASE"  # another base, for two jobs sharing a node
 
 
 def split_cpu(replicas: int) -> None:
@@ -60,11 +61,18 @@ def create_strategy(name: str, *, all_reduce: str = "auto") -> tf.distribute.Str
   return tf.distribute.MirroredStrategy(devices, cross_device_ops=ops)
 
 
-def slurm_cluster_resolver(gpus_per_node: int, port_base: int = SLURM_PORT_BASE):
+def slurm_cluster_resolver(gpus_per_node: int, port_base: Optional[int] = None):
   """Slurm's cluster when running as a task of `srun` without TF_CONFIG, else None (TF_CONFIG's
-  cluster, or one worker alone). Task 0 is the chief; each task keeps the GPUs Slurm gave it."""
+  cluster, or one worker alone). Task 0 is the chief; each task keeps the GPUs Slurm gave it.
+  Tasks listen on `port_base` + their index on the node: BONEFRAC_SLURM_PORT_BASE, else 8888."""
   if "TF_CONFIG" in os.environ or "SLURM_STEP_NODELIST" not in os.environ:
     return None
+  if port_base is None:
+    try:
+      port_base = int(os.environ.get(PORT_BASE_VARIABLE, SLURM_PORT_BASE))
+    except ValueError:
+      raise ValueError(f"{PORT_BASE_VARIABLE}={os.environ[PORT_BASE_VARIABLE]!r} is not a port "
+                       "number") from None
   # "2(x3),1": tasks per node. The resolver divides a node's GPUs between its tasks; with
   # auto_set_gpu off that is bookkeeping only, so CPU nodes get one notional GPU per task.
   tasks = re.findall(r"(\d+)(?:\(x\d+\))?", os.environ.get("SLURM_STEP_TASKS_PER_NODE", "1"))

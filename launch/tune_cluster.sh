@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# UNTESTED: never run (no GPU host, no Slurm cluster or second machine yet); a starting point.
+# Tested under srun on a one-node Slurm cluster (tests/test_slurm.py); never run on several
+# machines or GPUs.
 # One process of a KerasTuner search spread over several machines; run it on every machine
 # with the same flags. The workdir must be shared (NFS, a bucket mounted with gcsfuse, ...).
 #

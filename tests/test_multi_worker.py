@@ -13,7 +13,6 @@ import sys
 import time
 
 import pytest
-import yaml
 
 from bonefrac import distribute, keras_compat
 
@@ -25,7 +24,6 @@ LAUNCH = os.path.join(ROOT, "launch")
 sys.path.insert(0, LAUNCH)
 import local_procs  # noqa: E402
 import local_workers  # noqa: E402
-import tf_config  # noqa: E402
 
 
 def train_flags(data_dir, workdir, *extra):
@@ -146,32 +144,6 @@ def test_the_keras_fix_covers_every_keras_the_package_allows():
   assert keras_compat.needed("3.0.5") and not keras_compat.needed("2.15.0")
 
 
-def test_the_kubernetes_derivation_for_a_3_worker_job():
-  specs = [tf_config.tf_config({"JOB_COMPLETION_INDEX": str(i), "WORKERS": "3",
-                                "JOB_NAME": "bonefrac", "PORT": "2222"}) for i in range(3)]
-  hosts = ["bonefrac-0.bonefrac:2222", "bonefrac-1.bonefrac:2222", "bonefrac-2.bonefrac:2222"]
-  assert all(spec["cluster"] == {"worker": hosts} for spec in specs)
-  assert [spec["task"] for spec in specs] == [{"type": "worker", "index": i} for i in range(3)]
-
-
-def test_the_kubernetes_manifests_are_valid_and_agree_with_the_derivation():
-  with open(os.path.join(LAUNCH, "k8s", "indexed-job.yaml")) as f:
-    service, job = yaml.safe_load_all(f)
-  assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "None"
-  spec = job["spec"]
-  assert spec["completionMode"] == "Indexed" and spec["completions"] == 3
-  pod = spec["template"]["spec"]
-  assert pod["subdomain"] == service["metadata"]["name"]
-  env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-  assert env["WORKERS"] == str(spec["completions"]) and env["JOB_NAME"] == job["metadata"]["name"]
-  assert "launch/tf_config.py" in pod["containers"][0]["args"][0]
-  with open(os.path.join(LAUNCH, "k8s", "tfjob.yaml")) as f:
-    tfjob = yaml.safe_load(f)
-  assert tfjob["kind"] == "TFJob" and tfjob["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 3
-  with open(os.path.join(LAUNCH, "k8s", "tensorboard.yaml")) as f:
-    assert [d["kind"] for d in yaml.safe_load_all(f)] == ["Deployment", "Service"]
-
-
 def test_the_slurm_derivation_for_a_3_worker_job(monkeypatch):
   monkeypatch.delenv("TF_CONFIG", raising=False)
   for key, value in {"SLURM_PROCID": "2", "SLURM_STEP_NUM_TASKS": "3",
@@ -180,5 +152,15 @@ def test_the_slurm_derivation_for_a_3_worker_job(monkeypatch):
   resolver = distribute.slurm_cluster_resolver(gpus_per_node=0)
   assert resolver.cluster_spec().as_dict() == {"worker": ["gpu07:8888", "gpu08:8888", "gpu09:8888"]}
   assert (resolver.task_type, resolver.task_id) == ("worker", 2)
+  monkeypatch.setenv("SLURM_STEP_TASKS_PER_NODE", "2")  # two tasks on one node, another base
+  monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+  monkeypatch.setenv("SLURM_STEP_NODELIST", "cpu01")
+  monkeypatch.setenv("SLURM_PROCID", "1")
+  monkeypatch.setenv(distribute.PORT_BASE_VARIABLE, "23456")
+  assert distribute.slurm_cluster_resolver(gpus_per_node=0).cluster_spec().as_dict() == {
+      "worker": ["cpu01:23456", "cpu01:23457"]}
+  monkeypatch.setenv(distribute.PORT_BASE_VARIABLE, "high")
+  with pytest.raises(ValueError, match="BONEFRAC_SLURM_PORT_BASE='high' is not a port number"):
+    distribute.slurm_cluster_resolver(gpus_per_node=0)
   monkeypatch.setenv("TF_CONFIG", "{}")
   assert distribute.slurm_cluster_resolver(gpus_per_node=0) is None  # TF_CONFIG wins
