@@ -1,6 +1,8 @@
 """`python -m bonefrac.compare`: train both models under the same settings and tabulate them.
 
-Takes every flag of `bonefrac.train` (they are the shared settings) plus `--models`.
+Takes every flag of `bonefrac.train` (they are the shared settings) plus `--models`. Outputs go
+to --workdir (default: a new folder runs/compare-<date>-<time>): a folder per model,
+comparison.md and comparison.json; an earlier comparison there is replaced only with --overwrite.
 """
 
 import csv
@@ -15,7 +17,8 @@ quiet.import_tensorflow()  # first: hides TensorFlow's C++ start-up lines
 
 from absl import flags  # noqa: E402
 
-from bonefrac import cli, distribute, errors, model_card, stats, tables, train, train_lib  # noqa: E402
+from bonefrac import (cli, distribute, errors, model_card, stats, tables, train, train_lib,  # noqa: E402
+                      workdir)
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(train)  # --helpshort lists the training flags too
@@ -72,18 +75,38 @@ def main(argv):
     raise errors.UserError(f"--models={','.join(FLAGS.models)}: choose from cnn,vgg16")
   distribute.split_cpu(FLAGS.cpu_replicas)
   base = train.config_from_flags()
-  reports = [train_lib.train(dataclasses.replace(base, model=name,
-                                                 workdir=os.path.join(base.workdir, name)))
-             for name in FLAGS.models]
+  folder = base.workdir or workdir.new_run_dir("compare")
+  folders = [os.path.join(folder, name) for name in FLAGS.models]
+  outputs = [os.path.join(folder, name) for name in ("comparison.json", "comparison.md")]
+  check_nothing_replaced(folders, outputs, base.overwrite)
+  print(f"Comparing {', '.join(FLAGS.models)}; outputs in {folder}", flush=True)
+  reports = [train_lib.train(dataclasses.replace(base, model=name, workdir=path))
+             for name, path in zip(FLAGS.models, folders)]
   rows = comparison_rows(reports)
-  paired = paired_difference([os.path.join(base.workdir, name) for name in FLAGS.models], reports)
-  with open(os.path.join(base.workdir, "comparison.json"), "w") as f:
+  paired = paired_difference(folders, reports)
+  with open(outputs[0], "w") as f:
     json.dump({"models": rows, "paired_auc_difference": paired}, f, indent=2)
   table = (markdown_table(rows) + (f"\n{paired['in_words']}\n" if paired else "")
            + model_card.comparison_section(dict(zip(FLAGS.models, reports))))
-  with open(os.path.join(base.workdir, "comparison.md"), "w") as f:
+  with open(outputs[1], "w") as f:
     f.write(table)
   print(table)
+
+
+def check_nothing_replaced(folders: Sequence[str], outputs: Sequence[str], overwrite: bool) -> None:
+  """Before training anything: an earlier comparison's files or finished runs in the models'
+  folders are refused (UserError) unless `overwrite`, which says what it replaces."""
+  earlier = [path for path in outputs if os.path.exists(path)]
+  for path in folders:
+    paths = workdir.Paths(path)
+    if workdir.earlier_run(paths) and not workdir.interrupted(paths):
+      earlier.append(path)
+  if earlier and not overwrite:
+    raise errors.UserError(f"{', '.join(earlier)} hold an earlier comparison; choose another "
+                           "--workdir (or none: a new folder under runs/), or pass --overwrite "
+                           "to replace it")
+  if earlier:
+    print(f"--overwrite: replacing {', '.join(earlier)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ from bonefrac import cli, common_flags, distribute, errors, report, tables, trai
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(common_flags)  # --helpshort lists the shared flags too
 
-flags.DEFINE_string("workdir", "runs/bonefrac", "Where logs, checkpoints, report and exports go.")
+flags.DEFINE_string("workdir", None, "Where logs, checkpoints, report and exports go. Default: a "
+                    "new folder runs/<model>-<date>-<time> (runs/latest points to it), or the "
+                    "interrupted run runs/latest points to when it had the same settings. A "
+                    "folder holding an earlier run is refused unless --overwrite.")
 flags.DEFINE_integer("epochs", 15, "Maximum epochs (early stopping may end sooner).", lower_bound=1)
 flags.DEFINE_float("dropout", 0.3, "Dropout rate of the dense head.", lower_bound=0.0, upper_bound=0.95)
 flags.DEFINE_list("dense_units", ["256", "128"], "Widths of the dense head's layers.")
@@ -29,8 +32,8 @@ flags.DEFINE_float("conv_dropout", 0.1, "The CNN's dropout after its second and 
                    "blocks.", lower_bound=0.0, upper_bound=0.95)
 flags.DEFINE_bool("sync_batch_norm", True, "Batch-norm statistics over the global batch, not "
                   "each replica's share: the same training whatever the number of replicas.")
-flags.DEFINE_bool("overwrite", False, "Start afresh in --workdir even where an interrupted run "
-                  "could resume (or was started with other settings).")
+flags.DEFINE_bool("overwrite", False, "Replace the earlier run in --workdir (finished, or "
+                  "interrupted) instead of refusing or resuming.")
 flags.DEFINE_string("hparams", None, "JSON file of hyper-parameters (from bonefrac.tune) that "
                     "override dropout, dense_units and learning_rate.")
 

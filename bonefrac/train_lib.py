@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -31,7 +31,7 @@ class TrainConfig:
   dataset: str = "bone_fracture/synthetic"
   data_dir: Optional[str] = None
   manual_dir: Optional[str] = None  # for building bone_fracture/kaggle on the fly
-  workdir: str = "runs/bonefrac"
+  workdir: Optional[str] = None  # None: a folder of its own under runs/ (`choose_workdir`)
   epochs: int = 15  # the CNN finds the break at epoch 3-5 (BUILD_NOTES.md)
   batch_size: int = 16  # global: split over the replicas (16: see BUILD_NOTES.md, recipe)
   image_size: int = 224
@@ -160,7 +160,11 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
   the report, the other workers write to temporary folders (removed) and return a summary.
   """
   start = time.time()
+  folder, own = choose_workdir(config)
+  config = dataclasses.replace(config, workdir=folder)
   paths, policy, strategy, builder = _set_up(config)
+  if own:
+    workdir.point_latest(config.workdir)
   train_ds, val_ds, steps = distributed_datasets(strategy, builder, config)
   print(f"Training {config.model} on {config.dataset}: {strategy.num_replicas_in_sync} "
         f"replica(s) under {type(strategy).__name__}, precision {policy}, "
@@ -190,6 +194,25 @@ def train(config: TrainConfig, extra_callbacks: Sequence[keras.callbacks.Callbac
   report.write_report(config.workdir, result)
   model_card.write(config.workdir, result)
   return result
+
+
+def choose_workdir(config: TrainConfig) -> Tuple[str, bool]:
+  """(the run's folder, whether it is one of runs/ chosen here): `config.workdir` when given;
+  else the interrupted run runs/latest points to, when it was started with the same settings
+  (not with `overwrite`: that starts afresh, and in a folder of its own nothing is replaced);
+  else a new folder runs/<model>-<date>-<time>."""
+  if config.workdir:
+    return config.workdir, False
+  if config.strategy == "multi_worker_mirrored":  # each worker would pick a folder of its own
+    raise UserError("--strategy=multi_worker_mirrored needs --workdir: a folder every worker shares")
+  try:
+    settings = run_settings(config, distribute.choose_precision(config.precision))
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  latest = workdir.latest_run()
+  if latest and not config.overwrite and workdir.resumable(latest, settings):
+    return latest, True
+  return workdir.new_run_dir(config.model), True
 
 
 def _set_up(config: TrainConfig):

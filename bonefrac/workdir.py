@@ -1,10 +1,16 @@
-"""A training run's folder: where each output goes, checking it, resuming in it, its history."""
+"""A training run's folder: choosing it, where each output goes, resuming in it, its history.
+
+A finished run is never emptied implicitly: by default each run gets a folder of its own
+(`runs/<model>-<date>-<time>`, with `runs/latest` pointing to it), and a named --workdir that
+holds an earlier run is refused unless --overwrite says to replace it.
+"""
 
 import csv
 import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from typing import Dict, List, Optional
 
@@ -30,6 +36,68 @@ class Paths:
     self.model, self.export = join("model.keras"), join("export")
     self.settings = join("run_settings.json")  # what a resumed run must match
     self.resume = self if shared is None else Paths(shared)
+
+  def outputs(self) -> List[str]:
+    """Everything a run writes here (what --overwrite clears)."""
+    plots = [os.path.join(self.workdir, name) for name in PLOTS]
+    return [self.history, self.best, self.best_epoch, self.report, self.phase1, self.settings,
+            self.model, self.export, self.logs, self.backup, self.backup_fine_tune,
+            os.path.join(self.workdir, "model_card.md"), *plots,
+            *[os.path.join(self.workdir, f"predictions_{split}.csv") for split in ("test", "validation")]]
+
+
+RUNS = "runs"  # where runs get folders of their own
+LATEST = "latest"  # runs/latest: the folder of the run started last
+PLOTS = ("confusion_matrix.png", "roc_curve.png", "pr_curve.png", "training_curves.png",
+         "reliability_diagram.png")
+
+
+def new_run_dir(kind: str, root: str = RUNS) -> str:
+  """A folder of its own for a run started now: `root/<kind>-<YYYYmmdd-HHMMSS>` (-2, -3, ...
+  when two start within a second)."""
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  path, n = os.path.join(root, f"{kind}-{stamp}"), 2
+  while os.path.exists(path):
+    path, n = os.path.join(root, f"{kind}-{stamp}-{n}"), n + 1
+  return path
+
+
+def latest_run(root: str = RUNS) -> Optional[str]:
+  """The folder `root/latest` points to, if there is one."""
+  link = os.path.join(root, LATEST)
+  return os.path.join(root, os.readlink(link)) if os.path.islink(link) else None
+
+
+def point_latest(run_dir: str) -> None:
+  """Points `latest`, beside `run_dir`, to it (a relative link, replaced in one step); where
+  links cannot be made, there is no `latest` and nothing else changes."""
+  link = os.path.join(os.path.dirname(run_dir), LATEST)
+  temporary = f"{link}.{uuid.uuid4().hex}"
+  try:
+    os.symlink(os.path.basename(os.path.normpath(run_dir)), temporary)
+    os.replace(temporary, link)
+  except OSError:
+    if os.path.lexists(temporary):
+      os.remove(temporary)
+
+
+def interrupted(paths: Paths) -> bool:
+  """Whether the folder holds a run stopped during training (its backup is there)."""
+  return any(os.path.exists(p) for p in (paths.backup, paths.backup_fine_tune, paths.phase1))
+
+
+def earlier_run(paths: Paths) -> Optional[str]:
+  """What shows that the folder holds an earlier run's results (a file name), or None."""
+  for path in (paths.report, paths.model, paths.history):
+    if os.path.exists(path):
+      return os.path.basename(path)
+  return None
+
+
+def resumable(folder: str, settings: Dict) -> bool:
+  """Whether `folder` holds an interrupted run started with `settings`."""
+  paths = Paths(folder)
+  return interrupted(paths) and os.path.exists(paths.settings) and not _changes(paths.settings, settings)
 
 
 def prepare(workdir: str) -> Paths:
@@ -61,20 +129,30 @@ def remove_worker_dir(paths: Paths) -> None:
 
 
 def start_fresh_unless_resuming(paths: Paths, settings: Dict, overwrite: bool = False) -> None:
-  """An interrupted run resumes if it had the same `settings` (else UserError); anything else,
-  and any run with `overwrite`, starts afresh. The settings are kept in the workdir."""
-  interrupted = any(os.path.exists(p) for p in (paths.backup, paths.backup_fine_tune, paths.phase1))
-  if interrupted and not overwrite:
+  """An interrupted run resumes if it had the same `settings` (else UserError). An earlier
+  run's results are never replaced implicitly (UserError); `overwrite` clears them and says
+  so. The settings are kept in the workdir."""
+  stopped, earlier = interrupted(paths), earlier_run(paths)
+  if stopped and not overwrite:
     check_settings(paths.settings, settings, "an interrupted run")
     print(f"Resuming the interrupted run in {paths.workdir}", flush=True)
     return
-  for old in (paths.history, paths.best, paths.best_epoch, paths.report, paths.phase1,
-              paths.settings):
-    if os.path.exists(old):
-      os.remove(old)
-  for old in (paths.logs, paths.backup, paths.backup_fine_tune):
-    shutil.rmtree(old, ignore_errors=True)
+  if earlier and not overwrite:
+    raise UserError(f"--workdir={paths.workdir} holds an earlier run (its {earlier}); choose "
+                    "another --workdir (or none: each run gets a folder of its own under runs/), "
+                    "or pass --overwrite to replace it")
+  if stopped or earlier:
+    print(f"--overwrite: replacing the earlier run in {paths.workdir}", flush=True)
+  remove(paths.outputs())
   write_settings(paths.settings, settings)
+
+
+def remove(paths: List[str]) -> None:
+  for path in paths:
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+      os.remove(path)
 
 
 def check_settings(path: str, settings: Dict, holds: str) -> None:
@@ -82,13 +160,18 @@ def check_settings(path: str, settings: Dict, holds: str) -> None:
   "an interrupted run") when the settings saved at `path` differ from `settings`."""
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    before = json.load(f)
-  changed = {k: (before.get(k), v) for k, v in _jsonable(settings).items() if before.get(k) != v}
+  changed = _changes(path, settings)
   if changed:
     what = ", ".join(f"{k}={old} (now {new})" for k, (old, new) in sorted(changed.items()))
     raise UserError(f"--workdir={os.path.dirname(path)} holds {holds} with {what}; pass "
                     "--overwrite to start afresh there, or choose another --workdir")
+
+
+def _changes(path: str, settings: Dict) -> Dict:
+  """{setting: (saved, now)} for each of `settings` that differs from those saved at `path`."""
+  with open(path) as f:
+    before = json.load(f)
+  return {k: (before.get(k), v) for k, v in _jsonable(settings).items() if before.get(k) != v}
 
 
 def write_settings(path: str, settings: Dict) -> None:

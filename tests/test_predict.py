@@ -164,6 +164,26 @@ def test_gradcam_writes_a_png_per_image(run, tmp_path):
   assert Image.open(pngs[0]).size[0] > Image.open(pngs[0]).size[1]  # image and overlay side by side
 
 
+def test_earlier_results_are_replaced_only_with_overwrite(run, tmp_path):
+  workdir, files = run
+  table, cams = tmp_path / "p.csv", tmp_path / "cam"
+  table.write_text("earlier")
+  cams.mkdir()
+  (cams / "0000_earlier.png").write_bytes(b"earlier")
+  refused = predict_cli(files, f"--model_dir={workdir}", f"--output={table}")
+  assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == (
+      f"error: --output={table} exists; name another file, or pass --overwrite to replace it")
+  refused = predict_cli(files, f"--model_dir={workdir}", f"--gradcam={cams}")
+  assert refused.returncode == 2 and "holds 1 earlier overlays" in refused.stderr
+  assert table.read_text() == "earlier" and (cams / "0000_earlier.png").read_bytes() == b"earlier"
+  replaced = predict_cli(files, f"--model_dir={workdir}", f"--output={table}", f"--gradcam={cams}",
+                         "--overwrite")
+  assert replaced.returncode == 0, replaced.stderr[-2000:]
+  assert f"--overwrite: replacing {table}" in replaced.stdout
+  assert f"--overwrite: replacing 1 earlier overlays in {cams}" in replaced.stdout
+  assert table.read_text().startswith("file,") and not (cams / "0000_earlier.png").exists()
+
+
 def twin_crops(n, seed, size=64):
   """`n` pairs of 64 px crops of synthetic radiographs: fractured, and its unfractured twin (the
   same pose, the same crop), on the break at a random offset from the crop's centre; with the

@@ -23,7 +23,7 @@ SIZE = 32
 
 
 def tiny_config(data_dir, workdir, **overrides):
-  values = dict(dataset=DATASET, data_dir=data_dir, workdir=str(workdir), epochs=1, batch_size=8,
+  values = dict(dataset=DATASET, data_dir=data_dir, workdir=workdir and str(workdir), epochs=1, batch_size=8,
                 image_size=SIZE, dense_units=(16,), verbose=0)
   return train_lib.TrainConfig(**{**values, **overrides})
 
