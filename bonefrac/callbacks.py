@@ -4,7 +4,7 @@ import json
 import os
 import statistics
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -125,8 +125,10 @@ class SharedBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 def create_callbacks(model_name: str, paths: workdir.Paths, throughput: Throughput,
                      images: Optional[np.ndarray], backup: str, restore_from: str,
-                     patience: Optional[int] = None, start: Optional[int] = None) -> list:
-  """The callbacks of one fit phase; `images` (optional) feed TensorBoard's augmentation grid.
+                     patience: Optional[int] = None, start: Optional[int] = None,
+                     profile: Optional[Tuple[int, int]] = None) -> list:
+  """The callbacks of one fit phase; `images` (optional) feed TensorBoard's augmentation grid;
+  `profile` (first, last step) has TensorBoard trace those steps for its Profile tab.
 
   The checkpoint keeps the best epoch by MONITOR (validation AUC, ties broken by validation
   loss). Early stopping: `patience` epochs without a better one, counted from epoch `start`
@@ -147,7 +149,7 @@ def create_callbacks(model_name: str, paths: workdir.Paths, throughput: Throughp
                      initial_value_threshold=best_so_far),
       keras.callbacks.CSVLogger(paths.history, append=True),
       summaries.ConfusionMatrixImages(paths.logs),
-      keras.callbacks.TensorBoard(paths.logs, write_graph=False),
+      keras.callbacks.TensorBoard(paths.logs, write_graph=False, profile_batch=profile or 0),
       ProgressBar(),
   ]
   if images is not None:

@@ -1,10 +1,11 @@
 """The absl flags that `bonefrac.train` and `bonefrac.tune` share, and the TrainConfig they give."""
 
 import dataclasses
+from typing import Optional, Tuple
 
 from absl import flags
 
-from bonefrac import distribute, models, train_lib
+from bonefrac import distribute, errors, models, train_lib
 
 FLAGS = flags.FLAGS
 
@@ -30,10 +31,27 @@ flags.DEFINE_bool("balance_classes", False, "Weight examples so that both classe
 flags.DEFINE_bool("keep_aspect", False, "Pad to a square instead of stretching.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, shuffling and augmentation.")
 flags.DEFINE_integer("verbose", 1, "Keras fit verbosity: 1 progress bar, 2 a line per epoch.")
+flags.DEFINE_string("profile_batches", None, "START,END: trace these training steps (counted from "
+                    "1) with TensorFlow's profiler into the TensorBoard logs (the Profile tab).")
 
 
 def train_config(**overrides) -> train_lib.TrainConfig:
   """The `TrainConfig` of every defined flag that names one of its fields, then `overrides`."""
   names = [f.name for f in dataclasses.fields(train_lib.TrainConfig)]
   values = {name: getattr(FLAGS, name) for name in names if name in FLAGS}
+  values["profile_batches"] = profile_batches(FLAGS.profile_batches)
   return train_lib.TrainConfig(**{**values, **overrides})
+
+
+def profile_batches(text: Optional[str]) -> Optional[Tuple[int, int]]:
+  """"START,END" (or one step) -> (START, END); None for none. Bad values: UserError."""
+  if not text:
+    return None
+  try:
+    steps = [int(part) for part in text.split(",")]
+  except ValueError:
+    steps = []
+  if len(steps) not in (1, 2) or steps[0] < 1 or steps[-1] < steps[0]:
+    raise errors.UserError(f"--profile_batches={text}: give START,END with 1 <= START <= END, "
+                           "e.g. 10,15 (training steps, counted from 1)")
+  return steps[0], steps[-1]

@@ -57,6 +57,7 @@ class TrainConfig:
   overwrite: bool = False  # start afresh even where an interrupted run could resume
   verbose: int = 1
   cpu_replicas: int = 1  # recorded only; `distribute.split_cpu` must run before TensorFlow starts
+  profile_batches: Optional[Tuple[int, int]] = None  # (first, last) training step to trace
 
   def hparams(self) -> Dict:
     """The hyper-parameters shown on TensorBoard's HParams dashboard."""
@@ -285,10 +286,11 @@ def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Pat
   fine_tune = config.model == "vgg16" and config.fine_tune_epochs > 0
   resume = paths.resume
 
-  def fit_phase(images, backup, restore_from, **epochs):
+  def fit_phase(images, backup, restore_from, profile=None, **epochs):
     model.fit(**epochs, **fit_args, callbacks=[
         *callbacks.create_callbacks(config.model, paths, throughput, images, backup,
-                                    restore_from, config.patience, config.early_stopping_start),
+                                    restore_from, config.patience, config.early_stopping_start,
+                                    profile),
         *extra_callbacks])
     distribute.barrier(strategy)  # the chief has written its checkpoint and history
     _load_best(model, resume)
@@ -297,7 +299,7 @@ def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Pat
     model.load_weights(resume.phase1)
   else:
     images = input_pipeline.sample_images(builder, config.image_size)
-    fit_phase(images, paths.backup, resume.backup, epochs=config.epochs)
+    fit_phase(images, paths.backup, resume.backup, config.profile_batches, epochs=config.epochs)
     if fine_tune:
       model.save_weights(paths.phase1)
   if fine_tune:

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import shutil
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import keras_tuner
@@ -112,10 +112,12 @@ def create_tuner(search: SearchConfig, hypermodel: HeadHyperModel, workdir: str,
   return tuner_class(hypermodel, max_trials=search.max_trials, **common)
 
 
-def trial_callbacks(logs: str, model_name: str, goal: keras_tuner.Objective) -> List:
+def trial_callbacks(logs: str, model_name: str, goal: keras_tuner.Objective,
+                    profile: Optional[Tuple[int, int]] = None) -> List:
   """Deep-copied by KerasTuner for every trial; the TensorBoard one must be exactly Keras' class
-  for KerasTuner to give each trial its own log folder and HParams session."""
-  return [keras.callbacks.TensorBoard(logs, write_graph=False),
+  for KerasTuner to give each trial its own log folder and HParams session (and its trace of
+  the `profile` steps)."""
+  return [keras.callbacks.TensorBoard(logs, write_graph=False, profile_batch=profile or 0),
           keras.callbacks.EarlyStopping(monitor=goal.name, mode=goal.direction,
                                         patience=PATIENCE[model_name],
                                         start_from_epoch=EARLY_STOPPING_START[model_name]),
@@ -241,7 +243,7 @@ def search(config: train_lib.TrainConfig, search_config: SearchConfig) -> Option
   logs = os.path.join(config.workdir, "logs")
   if chief:
     write_hparams_config(logs, tuner.oracle.get_space())
-  callbacks = trial_callbacks(logs, config.model, tuner.oracle.objective)
+  callbacks = trial_callbacks(logs, config.model, tuner.oracle.objective, config.profile_batches)
   tuner.search(train_ds, validation_data=val_ds, steps_per_epoch=steps,
                epochs=search_config.max_epochs, callbacks=callbacks, verbose=config.verbose,
                shuffle=False)  # the dataset shuffles

@@ -268,6 +268,24 @@ def _cli(*flags, data_dir, workdir):
                         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
+def test_profile_batches_write_a_trace_the_profile_plugin_reads(small_data_dir, tmp_path):
+  from xprof.convert import raw_to_tool_data  # tensorboard-plugin-profile's reader
+  train_lib.train(tiny_config(small_data_dir, tmp_path, profile_batches=(2, 3)))
+  traces = [str(p) for p in (tmp_path / "logs" / "train" / "plugins" / "profile").glob("*/*.xplane.pb")]
+  assert len(traces) == 1
+  assert "input_pipeline_analyzer" in raw_to_tool_data.xspace_to_tool_names(traces)
+  trace, _ = raw_to_tool_data.xspace_to_tool_data(traces, "trace_viewer", {})
+  names = {event.get("name", "") for event in json.loads(trace)["traceEvents"]}
+  assert any(name.startswith("Iterator::") for name in names)  # tf.data's steps are in it
+  analysis, _ = raw_to_tool_data.xspace_to_tool_data(traces, "input_pipeline_analyzer", {})
+  assert json.loads(analysis)[1]["cols"][0]["id"] == "stepnum"
+  from bonefrac import common_flags
+  assert common_flags.profile_batches("10,15") == (10, 15) and common_flags.profile_batches("4") == (4, 4)
+  for bad in ("0,3", "5,2", "a,b", "1,2,3"):
+    with pytest.raises(errors.UserError, match=f"--profile_batches={bad}: give START,END"):
+      common_flags.profile_batches(bad)
+
+
 def test_config_is_a_dataclass_with_the_contract_flags():
   names = {f.name for f in dataclasses.fields(train_lib.TrainConfig)}
   assert {"model", "strategy", "precision", "dataset", "data_dir", "workdir", "epochs", "batch_size",
