@@ -34,6 +34,8 @@ flags.DEFINE_bool("sync_batch_norm", True, "Batch-norm statistics over the globa
                   "each replica's share: the same training whatever the number of replicas.")
 flags.DEFINE_bool("overwrite", False, "Replace the earlier run in --workdir (finished, or "
                   "interrupted) instead of refusing or resuming.")
+flags.DEFINE_bool("cache_features", False, "VGG16 with --noaugment: compute the frozen base's "
+                  "outputs once and train the head on them (the same model, much faster epochs).")
 flags.DEFINE_string("hparams", None, "JSON file of hyper-parameters (from bonefrac.tune) that "
                     "override dropout, dense_units and learning_rate.")
 

@@ -19,6 +19,7 @@ import bonefrac_tfds  # noqa: F401  (registers bone_fracture)
 from bonefrac import (augment, callbacks, distribute, evaluate, input_pipeline, keras_compat,
                       model_card, models, report, summaries, workdir)
 from bonefrac.errors import UserError
+from bonefrac.fitting import compile_model, fit_phases  # noqa: F401  (compile_model: for tune, bench)
 
 VGG16_NOTOP = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
@@ -58,6 +59,7 @@ class TrainConfig:
   verbose: int = 1
   cpu_replicas: int = 1  # recorded only; `distribute.split_cpu` must run before TensorFlow starts
   profile_batches: Optional[Tuple[int, int]] = None  # (first, last) training step to trace
+  cache_features: bool = False  # VGG16 without augmentation: the head trains on the base's outputs
 
   def hparams(self) -> Dict:
     """The hyper-parameters shown on TensorBoard's HParams dashboard."""
@@ -88,6 +90,19 @@ def check_model_name(name: str) -> None:
     raise UserError(f"--model={name} is not one of {', '.join(models.MODELS)}")
 
 
+def check_cache_features(config: TrainConfig) -> None:
+  """--cache_features needs a frozen base whose inputs do not change between epochs."""
+  if not config.cache_features:
+    return
+  if config.model != "vgg16":
+    raise UserError("--cache_features needs --model=vgg16: the CNN has no frozen base to cache")
+  if config.augment:
+    raise UserError("--cache_features needs --noaugment: augmented images differ every epoch, "
+                    "so their features cannot be computed once")
+  if config.strategy == "multi_worker_mirrored":
+    raise UserError("--cache_features runs on one machine; drop it for multi_worker_mirrored")
+
+
 def build_model(config: TrainConfig) -> keras.Model:
   """The model named by `config.model`, uncompiled (call under the strategy's scope)."""
   check_model_name(config.model)
@@ -108,17 +123,6 @@ def build_model(config: TrainConfig) -> keras.Model:
         f"could not download the ImageNet weights for VGG16 ({type(e).__name__}); put "
         f"{VGG16_NOTOP} in {keras_cache_dir()}, or pass --vgg16_weights=none to train from "
         "scratch or --vgg16_weights=PATH for a local .h5 file") from None
-
-
-def compile_model(model: keras.Model, learning_rate: float, jit_compile: bool = False) -> None:
-  """Adam on binary cross-entropy; AUC (the checkpoint's monitor) and the confusion counts."""
-  model.compile(
-      optimizer=keras.optimizers.Adam(learning_rate),
-      loss="binary_crossentropy",
-      metrics=["accuracy", keras.metrics.AUC(name="auc"), keras.metrics.Precision(name="precision"),
-               keras.metrics.Recall(name="sensitivity"),
-               *(metric(name=name) for name, metric in summaries.CONFUSION_METRICS.items())],
-      jit_compile=jit_compile)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -221,6 +225,7 @@ def _set_up(config: TrainConfig):
   paths = workdir.prepare(config.workdir)
   policy, strategy = precision_and_strategy(config)
   check_model_name(config.model)
+  check_cache_features(config)
   if config.jit_compile and config.augment:
     print("WARNING: Keras compiles no model holding random preprocessing layers with XLA; "
           "--jit_compile takes effect with --noaugment only", file=sys.stderr, flush=True)
@@ -239,9 +244,9 @@ def _set_up(config: TrainConfig):
 
 
 # What an interrupted run must have been started with to be resumed (not, say, the epochs).
-RESUME_SETTINGS = ("model", "dataset", "image_size", "keep_aspect", "augment", "dense_units",
-                   "dropout", "conv_dropout", "sync_batch_norm", "batch_size", "learning_rate",
-                   "fine_tune_learning_rate", "balance_classes", "seed")
+RESUME_SETTINGS = ("model", "dataset", "image_size", "keep_aspect", "augment", "cache_features",
+                   "dense_units", "dropout", "conv_dropout", "sync_batch_norm", "batch_size",
+                   "learning_rate", "fine_tune_learning_rate", "balance_classes", "seed")
 
 
 def run_settings(config: TrainConfig, policy: str) -> Dict:
@@ -274,49 +279,3 @@ def local_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
     model.save_weights(path)
     copy.load_weights(path)
   return copy
-
-
-def fit_phases(model, strategy, builder, config: TrainConfig, paths: workdir.Paths,
-               throughput: callbacks.Throughput, fit_args: Dict, extra_callbacks) -> None:
-  """Trains the model (VGG16: then its top block too), ending on the best epoch's weights.
-
-  Resume state (backups, the phase-one weights, the history, the best checkpoint) is read from
-  `paths.resume`: the chief's files, also on the other workers of a multi-worker run.
-  """
-  fine_tune = config.model == "vgg16" and config.fine_tune_epochs > 0
-  resume = paths.resume
-
-  def fit_phase(images, backup, restore_from, profile=None, **epochs):
-    model.fit(**epochs, **fit_args, callbacks=[
-        *callbacks.create_callbacks(config.model, paths, throughput, images, backup,
-                                    restore_from, config.patience, config.early_stopping_start,
-                                    profile),
-        *extra_callbacks])
-    distribute.barrier(strategy)  # the chief has written its checkpoint and history
-    _load_best(model, resume)
-
-  if os.path.exists(resume.phase1):  # phase one finished before a restart
-    model.load_weights(resume.phase1)
-  else:
-    images = input_pipeline.sample_images(builder, config.image_size)
-    fit_phase(images, paths.backup, resume.backup, config.profile_batches, epochs=config.epochs)
-    if fine_tune:
-      model.save_weights(paths.phase1)
-  if fine_tune:
-    with strategy.scope():
-      unfrozen = models.unfreeze_top_block(model)
-      compile_model(model, config.fine_tune_learning_rate, config.jit_compile)
-    print(f"Fine-tuning: {unfrozen} layers of VGG16's top block unfrozen, learning rate "
-          f"{config.fine_tune_learning_rate}", flush=True)
-    epochs_so_far = workdir.epochs_done(resume.history)
-    fit_phase(None, paths.backup_fine_tune, resume.backup_fine_tune,
-              epochs=epochs_so_far + config.fine_tune_epochs, initial_epoch=epochs_so_far)
-  distribute.barrier(strategy)  # every worker is past reading the phase-one weights
-  if os.path.exists(paths.phase1):
-    os.remove(paths.phase1)  # the run is finished: a new run in this workdir starts afresh
-
-
-def _load_best(model, paths: workdir.Paths) -> None:
-  """The best epoch by validation AUC (EarlyStopping's copy is lost when a run restarts)."""
-  if os.path.exists(paths.best):
-    model.load_weights(paths.best)
