@@ -28,9 +28,12 @@ def test_the_head_on_cached_features_computes_what_the_model_computes(small_data
   np.testing.assert_allclose(from_features, from_images, atol=1e-3)
 
 
-def test_a_cached_run_trains_evaluates_and_exports(small_data_dir, tmp_path):
-  report = train_lib.train(vgg16_config(small_data_dir, tmp_path, epochs=2))
-  assert report["model"] == "vgg16" and report["epochs_run"] == 2
+def test_a_cached_run_trains_evaluates_exports_then_fine_tunes(small_data_dir, tmp_path, capsys):
+  report = train_lib.train(vgg16_config(small_data_dir, tmp_path, epochs=2, fine_tune_epochs=1))
+  out = capsys.readouterr().out
+  assert "Cached the frozen VGG16 base's outputs of 40 training images" in out
+  assert "Fine-tuning: " in out  # then on images, with the top block unfrozen
+  assert report["model"] == "vgg16" and report["epochs_run"] == 3
   assert (tmp_path / "model.keras").exists() and (tmp_path / "export").is_dir()
 
 
