@@ -84,7 +84,8 @@ def load_model(path: str) -> LoadedModel:
     report = os.path.join(os.path.dirname(os.path.abspath(path)), "report.json")
     return LoadedModel(path, _thresholds(report), signature=signature)
   raise UserError(f"--model_dir={path}: not a training workdir (with model.keras), a .keras file "
-                  "or an export/ SavedModel")
+                  "or an export/ SavedModel; pass one, or train one first (python -m bonefrac.train: "
+                  "runs/latest is its folder)")
 
 
 def _load_keras(path: str, report_path: str) -> LoadedModel:
