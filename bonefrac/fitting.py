@@ -46,9 +46,10 @@ def fit_phases(model, strategy, builder, config, paths: workdir.Paths,
   if os.path.exists(resume.phase1):  # phase one finished before a restart
     model.load_weights(resume.phase1)
   else:
-    trained, data, images = model, {}, input_pipeline.sample_images(builder, config.image_size)
-    if config.cache_features:
+    if config.cache_features:  # no augmentation, so no grid of augmented images either
       trained, data, images = *cached_features(model, strategy, builder, config), None
+    else:
+      trained, data, images = model, {}, input_pipeline.sample_images(builder, config.image_size)
     fit_phase(trained, data, images, paths.backup, resume.backup, config.profile_batches,
               epochs=config.epochs)
     if fine_tune:
