@@ -12,8 +12,12 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from typing import Dict, List, Optional
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch"))
+from local_procs import free_port  # noqa: E402  (the launchers' own)
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "sinfo", "squeue", "scancel")
 SLURM_CONF = """\
@@ -55,12 +59,6 @@ def why_unavailable() -> Optional[str]:
   if os.geteuid() != 0:
     return "slurmd must run as root to start jobs; run the Slurm tests as root"
   return None
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 class LocalSlurm:
